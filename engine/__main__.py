@@ -1,0 +1,183 @@
+"""Command line: generate, eval, bench, train.
+
+python -m engine generate --prompt "a red circle moving left on a blue background" --seed 0 --out out.mp4
+python -m engine eval t2v | tae
+python -m engine bench
+python -m engine train --preset shapes-v1 --out assets/models/shapes-v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _engine(args):
+    from .engine import DEFAULT_MODEL, Engine
+
+    return Engine(model=args.model or DEFAULT_MODEL, device=args.device, cache_dir=args.cache_dir, bf16=not args.fp32)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model folder (default: the shipped assets/models/shapes-v1)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    p.add_argument("--cache-dir", default="cache", help="latent cache folder ('' to disable)")
+    p.add_argument("--fp32", action="store_true", help="run the transformer in fp32 instead of bf16 autocast")
+
+
+def _request_args(p: argparse.ArgumentParser) -> None:
+    from .requests import T2VRequest
+    from .sampling import SCHEDULES
+
+    d = T2VRequest(prompt="")
+    p.add_argument("--negative-prompt", default=d.negative_prompt)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--guidance", type=float, default=d.guidance)
+    p.add_argument("--frames", type=int, default=d.frames, help="1 = an image")
+    p.add_argument("--size", type=int, default=d.size)
+    p.add_argument("--fps", type=float, default=d.fps)
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
+
+
+def _request(args, prompt: str):
+    from .requests import T2VRequest
+
+    return T2VRequest(
+        prompt=prompt,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        frames=args.frames,
+        size=args.size,
+        fps=args.fps,
+        schedule=args.schedule,
+    )
+
+
+def cmd_generate(args) -> int:
+    from .requests import Error, Progress, Result
+
+    engine = _engine(args)
+    for ev in engine.run(_request(args, args.prompt), out=args.out, previews=False):
+        if isinstance(ev, Progress) and not args.quiet:
+            print(f"\rstep {ev.step}/{ev.total}  eta {ev.eta:4.1f}s", end="", file=sys.stderr, flush=True)
+        elif isinstance(ev, Error):
+            print(f"\nerror: {ev.message}", file=sys.stderr)
+            return 2
+        elif isinstance(ev, Result):
+            print(f"\n{ev.path}  ({ev.metadata['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
+            print(ev.path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    engine = _engine(args)
+    if args.what == "tae":
+        from .eval.tae import evaluate_tae
+
+        res = evaluate_tae(engine.tae, n=args.n)
+    else:
+        from .eval.t2v import evaluate_t2v, held_out_prompts
+
+        items = held_out_prompts(args.n // 2, args.n - args.n // 2)
+        res = evaluate_t2v(engine, items, _request(args, "x"), log=print if args.verbose else lambda *_: None)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import tempfile
+
+    from .requests import T2VRequest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args.cache_dir = tmp
+        engine = _engine(args)
+        out = Path(tmp) / "bench.mp4"
+        base = _request(args, args.prompt)
+        engine.generate(T2VRequest(**{**base.__dict__, "seed": 10_000}), out=out)  # warm-up
+        times = []
+        for i in range(args.repeats):
+            t = time.perf_counter()
+            engine.generate(T2VRequest(**{**base.__dict__, "seed": i}), out=out)
+            times.append(time.perf_counter() - t)
+        hits = []
+        for i in range(args.repeats):
+            t = time.perf_counter()
+            res = engine.generate(T2VRequest(**{**base.__dict__, "seed": i}), out=out)
+            hits.append(time.perf_counter() - t)
+            assert res.cached
+        print(
+            json.dumps(
+                {
+                    "device": str(engine.device),
+                    "request": base.to_dict(),
+                    "generate_median_s": round(statistics.median(times), 3),
+                    "generate_all_s": [round(t, 3) for t in times],
+                    "cache_hit_median_s": round(statistics.median(hits), 3),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train.recipe import train
+
+    train(args.preset, args.out, args.device, tuple(args.stages.split(",")))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="text to video (or image with --frames 1)")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--out", help="output .mp4 (or .png with --frames 1); default: outputs/")
+    g.add_argument("--quiet", action="store_true")
+    _request_args(g)
+    _common(g)
+    g.set_defaults(fn=cmd_generate)
+
+    e = sub.add_parser("eval", help="quality figures on held-out data")
+    e.add_argument("what", choices=["t2v", "tae"])
+    e.add_argument("--n", type=int, default=48, help="prompts (t2v) or clips (tae)")
+    e.add_argument("--verbose", action="store_true")
+    _request_args(e)
+    _common(e)
+    e.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("bench", help="generation time (median of N after a warm-up) and cache-hit time")
+    b.add_argument("--prompt", default="a red circle moving left on a blue background")
+    b.add_argument("--repeats", type=int, default=5)
+    _request_args(b)
+    _common(b)
+    b.set_defaults(fn=cmd_bench)
+
+    t = sub.add_parser("train", help="rebuild a model from scratch (fixed seeds)")
+    t.add_argument("--preset", default="shapes-v1")
+    t.add_argument("--out", default="runs/shapes-v1")
+    t.add_argument("--device")
+    t.add_argument("--stages", default="tae,t2v", help="comma list of tae,t2v (t2v reuses OUT/tae)")
+    t.set_defaults(fn=cmd_train)
+
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

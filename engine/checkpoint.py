@@ -1,0 +1,77 @@
+"""Checkpoints: safetensors weights + a config.json naming the component and its typed config.
+
+Never pickles: loading a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+C = TypeVar("C")
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type[C], data: dict) -> C:
+    """Build a (nested) frozen dataclass from JSON, turning lists back into tuples."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        origin = typing.get_origin(hint)
+        if dataclasses.is_dataclass(hint):
+            value = config_from_dict(hint, value)
+        elif origin is tuple:
+            args = typing.get_args(hint)
+            if args and dataclasses.is_dataclass(args[0]):
+                value = tuple(config_from_dict(args[0], v) for v in value)
+            else:
+                value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def save_component(path: str | Path, kind: str, cfg: Any, module: torch.nn.Module, extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    meta = {"kind": kind, "config": config_to_dict(cfg)} | (extra or {})
+    (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    f = path / "config.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint folder")
+    return json.loads(f.read_text())
+
+
+def load_weights(path: str | Path, module: torch.nn.Module) -> torch.nn.Module:
+    state = load_file(str(Path(path) / "model.safetensors"))
+    module.load_state_dict(state)
+    return module
+
+
+def file_digest(path: str | Path) -> str:
+    """Short content hash of a checkpoint folder: its identity in cache keys and metadata."""
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        f = Path(path) / name
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,106 @@
+"""One dataclass per task, and the events a running request yields."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .sampling import SCHEDULES
+
+
+class RequestError(ValueError):
+    """A request the engine cannot run; the message says what was wrong and what is accepted."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class T2VRequest:
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 24
+    guidance: float = 5.0
+    frames: int = 32  # 1 = an image
+    size: int = 64
+    fps: float = 8.0
+    schedule: str = "linear-quadratic"
+
+    task = "t2v"
+
+    def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
+        if not self.prompt.strip():
+            raise RequestError(
+                "The prompt is empty. Describe the clip, e.g. 'a red circle moving left on a blue background'."
+            )
+        if len(self.prompt) > 500:
+            raise RequestError(f"The prompt is {len(self.prompt)} characters; at most 500 are accepted.")
+        if not 1 <= self.steps <= 500:
+            raise RequestError(f"steps must be between 1 and 500, got {self.steps}.")
+        if not 0.0 <= self.guidance <= 30.0:
+            raise RequestError(f"guidance must be between 0 and 30, got {self.guidance}.")
+        if not 1 <= self.frames <= max_frames:
+            raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
+        if self.size % size_multiple or not size_multiple <= self.size <= max_size:
+            raise RequestError(
+                f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {self.size}."
+            )
+        if self.schedule not in SCHEDULES:
+            raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
+        if not 0 < self.fps <= 60:
+            raise RequestError(f"fps must be between 0 and 60, got {self.fps}.")
+        if not 0 <= self.seed < 2**63:
+            raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+class CancelToken:
+    """Set from any thread; the engine checks it every step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    elapsed: float
+    eta: float
+
+
+@dataclass(frozen=True)
+class Preview:
+    step: int
+    frames: np.ndarray  # (T, H, W, 3) uint8, rough colours from the linear latent -> RGB map
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    metadata: dict
+    frames: np.ndarray = field(repr=False)
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class Error:
+    message: str
+    cancelled: bool = False
+
+
+Event = Progress | Preview | Result | Error

@@ -1,0 +1,106 @@
+"""Stage 3: the text-to-video generator. A text-to-image warm-up on single frames, then joint
+image + video training (buckets of equal latent shape, alternating), with flow matching on
+latents of the frozen TAE and the pre-trained text encoder (its projections train here).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.generator import Generator, GeneratorConfig
+from ..models.tae import TAE
+from ..models.text import WordEncoder
+from ..sampling import interpolate, sample_times, target_velocity
+from ..world.captions import free_caption
+from ..world.data import to_tensor
+from ..world.render import render
+from ..world.scene import Scene, sample_scene
+from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
+
+
+@dataclass(frozen=True)
+class T2VTrainConfig:
+    videos: int = 3000
+    images: int = 4000
+    frames: int = 32
+    size: int = 64
+    image_steps: int = 300  # text-to-image warm-up
+    joint_steps: int = 1200
+    video_batch: int = 48
+    image_batch: int = 128
+    image_every: int = 4  # in the joint stage every n-th step is an image batch
+    lr: float = 6e-4
+    drop_text: float = 0.1  # empty prompt, so classifier-free guidance has an unconditional model
+    ema: float = 0.998
+    seed: int = 2
+
+
+@torch.no_grad()
+def encode_dataset(
+    tae: TAE, scenes: list[Scene], frames: int, size: int, device: torch.device, batch: int = 16
+) -> torch.Tensor:
+    """Render and encode scenes into normalised latents (N, Cz, t, h, w), stored as bf16."""
+    out = []
+    for i in range(0, len(scenes), batch):
+        x = torch.stack([to_tensor(render(s, size, frames)) for s in scenes[i : i + batch]]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            z = tae.encode(x)
+        out.append(z.to(torch.bfloat16).cpu())
+    return torch.cat(out)
+
+
+def train_t2v(tcfg: T2VTrainConfig, gcfg: GeneratorConfig, tae: TAE, words: WordEncoder, rt: Runtime) -> Generator:
+    seed_all(tcfg.seed)
+    model = Generator(gcfg).to(rt.device)
+    model.text.word_encoder.load_state_dict(words.state_dict())
+    model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
+    rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
+    gen = torch.Generator().manual_seed(tcfg.seed + 1000 * rt.rank)
+
+    # Training combinations only: the evaluation's held-out ones are never seen.
+    vid_scenes = [sample_scene(rng) for _ in range(tcfg.videos)]
+    img_scenes = [sample_scene(rng, image=True) for _ in range(tcfg.images)]
+    tae = tae.to(rt.device).eval()
+    vid = encode_dataset(tae, vid_scenes, tcfg.frames, tcfg.size, rt.device)
+    img = encode_dataset(tae, img_scenes, 1, tcfg.size, rt.device, batch=64)
+    if rt.main:
+        print(f"[t2v] encoded {len(vid)} clips {tuple(vid.shape[1:])} and {len(img)} images", flush=True)
+
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    total = tcfg.image_steps + tcfg.joint_steps
+    log = Logger(rt, "t2v", total, every=25)
+    for step in range(total):
+        set_lr(opt, cosine_lr(step, total, tcfg.lr))
+        image = step < tcfg.image_steps or step % tcfg.image_every == tcfg.image_every - 1
+        data, scenes, n = (img, img_scenes, tcfg.image_batch) if image else (vid, vid_scenes, tcfg.video_batch)
+        idx = rng.integers(len(data), size=n)
+        x1 = data[idx].float().to(rt.device)
+        prompts = ["" if rng.random() < tcfg.drop_text else free_caption(rng, scenes[i], image=image).text for i in idx]
+        x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
+        t = sample_times(n, gen, rt.device)
+        xt = interpolate(x0, x1, t)
+        with rt.autocast():
+            v = model(xt, t, **model.encode_prompts(prompts))
+        loss = F.mse_loss(v.float(), target_velocity(x0, x1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if rt.world > 1:
+            for p in params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= rt.world
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(tcfg.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
+        log.log(step, **{"img" if image else "vid": loss.item()})
+    return ema

@@ -1,0 +1,144 @@
+"""Stage 1: the temporal autoencoder. Reconstruction (L1 + MSE) + a small latent L2, on 8-frame windows
+and single frames mixed (one latent space for images and video), then a fine-tune with the
+outlier penalty loss. Afterwards: latent statistics for normalisation and the linear
+latent -> RGB preview map, both saved with the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import save_component
+from ..models.tae import TAE, TAEConfig, outlier_fraction, outlier_penalty
+from ..world.data import render_pool, sample_windows
+from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
+
+
+@dataclass(frozen=True)
+class TAETrainConfig:
+    steps: int = 2200
+    opl_steps: int = 200
+    batch: int = 8
+    frames: int = 8
+    image_every: int = 4  # every n-th step is a batch of single frames
+    image_batch: int = 16
+    lr: float = 1e-3
+    l2_weight: float = 1e-5
+    opl_weight: float = 0.1
+    pool: int = 2000
+    seed: int = 0
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two pixel tensors in [-1, 1], peak 2."""
+    mse = F.mse_loss(x.float(), y.float()).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> TAE:
+    seed_all(tcfg.seed)  # the same initial weights on every rank
+    model = TAE(mcfg).to(rt.device)
+    rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)  # different data on every rank
+    pool, _ = render_pool(rng, tcfg.pool)
+    held = render_pool(np.random.default_rng(12345), 8)[0]  # fixed monitor clips
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    total = tcfg.steps + tcfg.opl_steps
+    log = Logger(rt, "tae", total, every=25)
+    for step in range(total):
+        set_lr(opt, cosine_lr(step, total, tcfg.lr))
+        image = step % tcfg.image_every == tcfg.image_every - 1
+        x = sample_windows(rng, pool, tcfg.image_batch if image else tcfg.batch, 1 if image else tcfg.frames)
+        x = x.to(rt.device)
+        with rt.autocast():
+            z = model.encode_raw(x)
+            y = model.decode_raw(z, x.shape[2])
+        y, z = y.float(), z.float()
+        rec = F.l1_loss(y, x) + F.mse_loss(y, x)
+        loss = rec + tcfg.l2_weight * z.square().mean()
+        opl = torch.zeros(())
+        if step >= tcfg.steps:  # the outlier-penalty fine-tune
+            opl = outlier_penalty(z)
+            loss = loss + tcfg.opl_weight * opl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        _sync_grads(model, rt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), opl=opl.item())
+        if rt.main and ((step + 1) % 200 == 0 or step + 1 == total):
+            print(f"[tae] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
+    model.eval()
+    mcfg = fit_latent_stats(model, pool[:256], rt.device)
+    model = _with_config(model, mcfg)
+    fit_preview(model, pool[:64], rt.device)
+    if rt.main:
+        save_component(out, "tae", mcfg, model)
+    return model
+
+
+def _sync_grads(model: torch.nn.Module, rt: Runtime) -> None:
+    """Average gradients across ranks (the model is called directly, not through DDP's forward,
+    because training calls encode_raw and decode_raw rather than forward)."""
+    if rt.world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= rt.world
+
+
+@torch.no_grad()
+def evaluate_psnr(model: TAE, clips: np.ndarray, device: torch.device) -> float:
+    x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0).to(device)
+    y = torch.cat([model.decode(model.encode(x[i : i + 1]), x.shape[2]) for i in range(len(x))])
+    return psnr(y, x)
+
+
+@torch.no_grad()
+def _raw_latents(model: TAE, clips: np.ndarray, device: torch.device) -> torch.Tensor:
+    out = []
+    for i in range(0, len(clips), 8):
+        x = torch.from_numpy(clips[i : i + 8]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+        out.append(model.encode_raw(x.to(device)).float())
+    return torch.cat(out)  # (N, Cz, t, h, w)
+
+
+def fit_latent_stats(model: TAE, clips: np.ndarray, device: torch.device) -> TAEConfig:
+    z = _raw_latents(model, clips, device)
+    mean = z.mean((0, 2, 3, 4))
+    std = z.std((0, 2, 3, 4)).clamp_min(1e-4)
+    print(f"[tae] latent outliers (raw) {outlier_fraction(z):.2e}", flush=True)
+    return dataclasses.replace(model.cfg, latent_mean=tuple(mean.tolist()), latent_std=tuple(std.tolist()))
+
+
+def _with_config(model: TAE, cfg: TAEConfig) -> TAE:
+    fresh = TAE(cfg).to(next(model.parameters()).device)
+    fresh.load_state_dict(model.state_dict())
+    return fresh.eval()
+
+
+@torch.no_grad()
+def fit_preview(model: TAE, clips: np.ndarray, device: torch.device) -> None:
+    """Least-squares linear map from a raw latent vector to the mean colour of the pixels it codes."""
+    z = _raw_latents(model, clips, device)  # (N, Cz, t, h, w)
+    n, cz, t, h, w = z.shape
+    x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+    k, s = model.cfg.temporal_down, model.cfg.spatial_down
+    pad = t * k - x.shape[2]
+    if pad:
+        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], 2)
+    target = F.avg_pool3d(x, (k, s, s)).to(device)  # (N, 3, t, h, w)
+    a = torch.cat([z.movedim(1, -1).reshape(-1, cz), torch.ones(n * t * h * w, 1, device=device)], 1)
+    b = target.movedim(1, -1).reshape(-1, 3)
+    sol = torch.linalg.lstsq(a.cpu(), b.cpu()).solution  # (Cz + 1, 3)
+    model.preview_weight.copy_(sol[:cz].T)
+    model.preview_bias.copy_(sol[cz])

@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny untrained model folder built in seconds (real components, tiny sizes)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.checkpoint import save_component  # noqa: E402
+from engine.models.generator import Generator  # noqa: E402
+from engine.models.tae import TAE  # noqa: E402
+from engine.train.recipe import PRESETS  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    p = PRESETS["tiny"]
+    out = tmp_path_factory.mktemp("tiny-model")
+    tae = TAE(p.tae)
+    with torch.no_grad():
+        tae.preview_weight.normal_()
+    save_component(out / "tae", "tae", p.tae, tae)
+    gen = Generator(p.generator)
+    with torch.no_grad():  # an untrained generator outputs exactly zero; give it some signal
+        gen.dit.out.weight.normal_(std=0.02)
+    save_component(out / "t2v", "generator", p.generator, gen)
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(2)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from engine.world.analyse import analyse, score
+from engine.world.captions import SLOTS, canonical_caption, free_caption
+from engine.world.palette import COLORS
+from engine.world.render import render, render_reference
+from engine.world.scene import Pattern, Scene, ShapeObject, is_held_out, sample_scene
+
+
+def test_palette_and_exact_fill():
+    scene = Scene("blue", (ShapeObject("red", "square", "still", 0.5, 0.5),))
+    f = render(scene, 64, 1)[0]
+    assert tuple(f[32, 32]) == COLORS["red"]
+    assert tuple(f[2, 2]) == COLORS["blue"]
+
+
+@pytest.mark.parametrize("size,frames", [(64, 32), (256, 2), (48, 1), (17, 3)])
+def test_any_size_and_length(size, frames):
+    v = render(sample_scene(np.random.default_rng(0)), size, frames)
+    assert v.shape == (frames, size, size, 3) and v.dtype == np.uint8
+
+
+def test_antialiased_edges_are_blends():
+    # A circle's edge pixels lie strictly between the two colours (4x supersampled box filter).
+    scene = Scene("black", (ShapeObject("white", "circle", "still", 0.5, 0.5),))
+    f = render(scene, 64, 1)[0, :, :, 0].astype(int)
+    values = set(np.unique(f))
+    assert {15, 240} <= values and len([v for v in values if 15 < v < 240]) >= 5
+
+
+def test_motion_amounts():
+    o = ShapeObject("red", "circle", "left", 0.5, 0.4)
+    x, y = o.centre(np.array([0.0, 1.0]))
+    assert np.allclose(x, [0.75, 0.25]) and np.allclose(y, [0.4, 0.4])
+    x, y = ShapeObject("red", "circle", "down", 0.6, 0.5).centre(np.array([0.0, 1.0]))
+    assert np.allclose(y, [0.25, 0.75]) and np.allclose(x, 0.6)
+    assert np.allclose(ShapeObject("red", "circle", "growing").size(np.array([0.0, 1.0])), [0.08, 0.22])
+    assert np.allclose(ShapeObject("red", "circle", "shrinking").size(np.array([0.0, 1.0])), [0.22, 0.08])
+    assert np.allclose(ShapeObject("red", "circle", "still").size(np.array([0.3])), 0.14)
+
+
+def test_rendered_motion_moves_pixels():
+    scene = Scene("white", (ShapeObject("black", "square", "right", 0.5, 0.5),))
+    v = render(scene, 64, 32)
+    xs = [np.nonzero(v[f, 32, :, 0] < 100)[0].mean() / 64 for f in (0, 31)]
+    assert xs[0] == pytest.approx(0.25, abs=0.02) and xs[1] == pytest.approx(0.75, abs=0.02)
+
+
+def test_distinct_colours_enforced():
+    with pytest.raises(AssertionError):
+        Scene("red", (ShapeObject("red", "circle", "still"),))
+
+
+def test_captions():
+    scene = Scene("black", (ShapeObject("red", "circle", "left"), ShapeObject("green", "star", "growing")))
+    assert canonical_caption(scene) == "a red circle moving left and a green star growing on a black background"
+    assert canonical_caption(scene.still(), image=True) == "a red circle and a green star on a black background"
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cap = free_caption(rng, scene)
+        assert len(cap.labels) == len(SLOTS)
+        assert "star" in cap.text.lower()
+
+
+def test_held_out_rule_is_stable_and_about_ten_percent():
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(rng, n_objects=1, held_out=None) for _ in range(2000)]
+    frac = np.mean([is_held_out(s.objects[0], s.background) for s in scenes])
+    assert 0.06 < frac < 0.14
+    train = [sample_scene(rng, held_out=False) for _ in range(200)]
+    assert not any(is_held_out(o, s.background) for s in train for o in s.objects)
+
+
+def test_analyser_reads_rendered_clips():
+    rng = np.random.default_rng(3)
+    ok = 0
+    for _ in range(20):
+        scene = sample_scene(rng, n_objects=1, held_out=None)
+        a = analyse(render(scene))
+        sc = score(a, scene)
+        ok += sc.satisfied
+        assert a.background == scene.background
+    assert ok == 20
+
+
+def test_analyser_flags_wrong_clip():
+    scene = Scene("blue", (ShapeObject("red", "circle", "left", 0.5, 0.5),))
+    wrong = Scene("blue", (ShapeObject("red", "triangle", "up", 0.5, 0.5),))
+    sc = score(analyse(render(wrong)), scene)
+    assert sc.color == [True] and sc.shape == [False] and sc.motion == [False] and not sc.satisfied
+
+
+def test_character_reference():
+    char = ShapeObject("yellow", "circle", "still", pattern=Pattern("checker", "purple"))
+    ref = render_reference(char, "white", 64)
+    colours = {tuple(c) for c in ref.reshape(-1, 3)}
+    assert COLORS["yellow"] in colours and COLORS["purple"] in colours and COLORS["white"] in colours
