@@ -83,10 +83,12 @@ def cmd_eval(args) -> int:
 
         res = evaluate_tae(engine.tae, n=args.n)
     else:
-        from .eval.t2v import evaluate_t2v, held_out_prompts
+        from .eval.t2v import evaluate_t2v, handwritten_prompts, held_out_prompts
 
+        log = print if args.verbose else lambda *_: None
         items = held_out_prompts(args.n // 2, args.n - args.n // 2)
-        res = evaluate_t2v(engine, items, _request(args, "x"), log=print if args.verbose else lambda *_: None)
+        res = {"held_out": evaluate_t2v(engine, items, _request(args, "x"), log=log)}
+        res["handwritten"] = evaluate_t2v(engine, handwritten_prompts(), _request(args, "x"), log=log)
     print(json.dumps(res, indent=2))
     return 0
 

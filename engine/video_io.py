@@ -70,6 +70,8 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
             width, height = s.codec_context.width, s.codec_context.height
     except VideoInputError:
         raise
+    except av.error.EOFError:
+        raise VideoInputError(f"{path.name} has no frames. Accepted: {ACCEPTED}.") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise VideoInputError(f"{path.name} is not a readable video ({e}). Accepted: {ACCEPTED}.") from None
     if duration is not None and duration > limits.max_seconds:

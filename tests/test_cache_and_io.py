@@ -93,3 +93,14 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
         probe(good, VideoLimits(max_side=16))
     with pytest.raises(VideoInputError, match="no such file"):
         probe(tmp_path / "missing.mp4")
+
+
+def test_zero_frame_video_is_refused(tmp_path):
+    path = tmp_path / "noframes.mkv"  # Matroska writes a header even with no frames
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width = s.height = 16
+        s.pix_fmt = "yuv420p"
+        c.start_encoding()  # write the header, then no frame at all
+    with pytest.raises(VideoInputError, match="has no frames"):
+        read_video(path)

@@ -12,7 +12,7 @@ import numpy as np
 from ..requests import T2VRequest
 from ..world.analyse import analyse, score
 from ..world.captions import free_caption
-from ..world.scene import Scene, sample_scene
+from ..world.scene import Scene, ShapeObject, sample_scene
 
 
 @dataclass
@@ -20,6 +20,47 @@ class EvalItem:
     prompt: str
     scene: Scene
     image: bool = False
+
+
+def _scene(bg: str, *objs: tuple[str, str, str]) -> Scene:
+    return Scene(bg, tuple(ShapeObject(c, s, m) for c, s, m in objs))
+
+
+# Typed by hand the way people type (not produced by the caption generator), with what they mean.
+HANDWRITTEN: tuple[tuple[str, Scene], ...] = (
+    ("blue ball going right on a yellow background", _scene("yellow", ("blue", "circle", "right"))),
+    ("A GREEN TRIANGLE MOVING UP, BLACK BACKGROUND", _scene("black", ("green", "triangle", "up"))),
+    ("pink star getting bigger on white", _scene("white", ("pink", "star", "growing"))),
+    ("on a gray backdrop, an orange square sliding down", _scene("gray", ("orange", "square", "down"))),
+    (
+        "a purple circle standing still and a cyan star shrinking on a black background",
+        _scene("black", ("purple", "circle", "still"), ("cyan", "star", "shrinking")),
+    ),
+    ("teal box moves to the left on red background", _scene("red", ("cyan", "square", "left"))),
+    ("Red star, growing, on a green background.", _scene("green", ("red", "star", "growing"))),
+    (
+        "white circle moving down and a black square moving up, gray background",
+        _scene("gray", ("white", "circle", "down"), ("black", "square", "up")),
+    ),
+    ("a yellow triangle contracting on a blue background", _scene("blue", ("yellow", "triangle", "shrinking"))),
+    ("violet ball resting on an orange background", _scene("orange", ("purple", "circle", "still"))),
+    (
+        "grey square moving right and a pink triangle moving left on a cyan background",
+        _scene("cyan", ("gray", "square", "right"), ("pink", "triangle", "left")),
+    ),
+    ("a blue star expanding against a white background", _scene("white", ("blue", "star", "growing"))),
+    (
+        "green box with a red ball going up on a yellow background",
+        _scene("yellow", ("green", "square", "still"), ("red", "circle", "up")),
+    ),
+    ("black triangle sliding left on pink", _scene("pink", ("black", "triangle", "left"))),
+    ("an orange star not moving on a purple background", _scene("purple", ("orange", "star", "still"))),
+    ("the cyan circle moving downwards on a black background", _scene("black", ("cyan", "circle", "down"))),
+)
+
+
+def handwritten_prompts() -> list[EvalItem]:
+    return [EvalItem(p, s) for p, s in HANDWRITTEN]
 
 
 def held_out_prompts(n_one: int = 24, n_two: int = 24, seed: int = 0) -> list[EvalItem]:

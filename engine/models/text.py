@@ -114,9 +114,12 @@ class HFTextEncoder(nn.Module):
         self.cfg = cfg
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.path, local_files_only=True)
         model = AutoModel.from_pretrained(cfg.path, local_files_only=True)
-        self.model = model.get_encoder() if hasattr(model, "get_encoder") else getattr(model, "text_model", model)
+        if getattr(model.config, "is_encoder_decoder", False):  # T5 and friends: the encoder half
+            model = model.get_encoder()
+        self.model = getattr(model, "text_model", model)  # CLIP: its text tower
         self.model.requires_grad_(False).eval()
-        self.out_dim = model.config.d_model if hasattr(model.config, "d_model") else model.config.hidden_size
+        cfg_ = self.model.config
+        self.out_dim = getattr(cfg_, "d_model", None) or cfg_.hidden_size
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

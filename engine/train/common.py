@@ -1,7 +1,8 @@
 """What every training stage shares: seeding, one process or many (torchrun + DDP), logging.
 
 Run a stage alone on the CPU, or unchanged under `torchrun --nproc-per-node N`: the launcher's
-environment variables switch on DDP, each rank draws different data, rank 0 logs and saves.
+environment variables switch on data parallelism (NCCL on GPUs, Gloo on CPUs): every rank starts
+from the same weights, draws different data, and averages gradients; rank 0 logs and saves.
 """
 
 from __future__ import annotations
@@ -33,18 +34,15 @@ class Runtime:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+    def average_gradients(self, params) -> None:
+        """All-reduce gradients across ranks. Stages call their models' methods (encode_raw,
+        decode_raw, encode_prompts) rather than one forward, so this replaces DDP's hooks."""
         if self.world == 1:
-            return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-    def all_mean(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        t = torch.tensor([value], device=self.device)
-        dist.all_reduce(t)
-        return float(t) / self.world
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
 
 
 def setup(device: str | None = None, threads: int | None = None) -> Runtime:
@@ -99,7 +97,3 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 50, floor: float
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for g in opt.param_groups:
         g["lr"] = lr
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model

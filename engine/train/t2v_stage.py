@@ -30,7 +30,7 @@ class T2VTrainConfig:
     frames: int = 32
     size: int = 64
     image_steps: int = 300  # text-to-image warm-up
-    joint_steps: int = 1200
+    joint_steps: int = 1800
     video_batch: int = 48
     image_batch: int = 128
     image_every: int = 4  # in the joint stage every n-th step is an image batch
@@ -91,11 +91,7 @@ def train_t2v(tcfg: T2VTrainConfig, gcfg: GeneratorConfig, tae: TAE, words: Word
         loss = F.mse_loss(v.float(), target_velocity(x0, x1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if rt.world > 1:
-            for p in params:
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= rt.world
+        rt.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():

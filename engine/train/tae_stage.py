@@ -68,7 +68,7 @@ def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> 
             loss = loss + tcfg.opl_weight * opl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        _sync_grads(model, rt)
+        rt.average_gradients(model.parameters())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), opl=opl.item())
@@ -81,19 +81,6 @@ def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> 
     if rt.main:
         save_component(out, "tae", mcfg, model)
     return model
-
-
-def _sync_grads(model: torch.nn.Module, rt: Runtime) -> None:
-    """Average gradients across ranks (the model is called directly, not through DDP's forward,
-    because training calls encode_raw and decode_raw rather than forward)."""
-    if rt.world == 1:
-        return
-    import torch.distributed as dist
-
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= rt.world
 
 
 @torch.no_grad()

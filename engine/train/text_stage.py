@@ -54,11 +54,7 @@ def train_text(tcfg: TextTrainConfig, mcfg: WordEncoderConfig, rt: Runtime) -> W
         loss = sum(F.cross_entropy(lg.float(), labels[:, i]) for i, lg in enumerate(logits))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if rt.world > 1:
-            for p in enc.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= rt.world
+        rt.average_gradients(enc.parameters())
         opt.step()
         acc = torch.stack([lg.argmax(-1) == labels[:, i] for i, lg in enumerate(logits)]).all(0).float().mean()
         log.log(step, loss=loss.item(), exact=acc.item())
