@@ -4,6 +4,7 @@ time into a stream of events (progress, previews, result, error), with a content
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -153,8 +154,10 @@ class Engine:
         else:
             write_video(out.with_suffix(".mp4") if out.suffix.lower() != ".mp4" else out, frames, req.fps, meta)
             out = out.with_suffix(".mp4")
-        import json
-
+        # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
+        mid = frames[len(frames) // 2]
+        k = max(1, 128 // max(mid.shape[:2]))
+        write_png(out.with_name(out.stem + ".thumb.png"), mid.repeat(k, 0).repeat(k, 1))
         out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         return out
 

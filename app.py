@@ -1,0 +1,60 @@
+"""Start the studio: the one place that loads models and launches the UI.
+
+python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v1] [--device cpu]
+              [--cache-dir cache] [--outputs-dir outputs] [--auth user:password] [--max-upload-mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Shapes Studio: make and compare videos in your browser")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped shapes-v1)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    ap.add_argument("--cache-dir", default="cache")
+    ap.add_argument("--outputs-dir", default="outputs")
+    ap.add_argument("--auth", default=None, help="user:password required to open the studio")
+    ap.add_argument("--max-upload-mb", type=int, default=200)
+    ap.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more are told the queue is full")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    auth = None
+    if args.auth:
+        if ":" not in args.auth:
+            print("error: --auth takes user:password", file=sys.stderr)
+            return 2
+        auth = tuple(args.auth.split(":", 1))
+
+    from engine.engine import DEFAULT_MODEL, Engine
+    from studio import build_ui
+
+    outputs = Path(args.outputs_dir).resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    engine = Engine(
+        model=args.model or DEFAULT_MODEL, device=args.device, cache_dir=args.cache_dir, outputs_dir=outputs
+    )
+    demo = build_ui(engine, outputs)
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
+    print(f"Shapes Studio on model {engine.model_id} ({engine.device})", flush=True)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth,
+        allowed_paths=[str(outputs)],
+        max_file_size=f"{args.max_upload_mb}mb",
+        show_error=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Side-by-side compare: two to four results play in lock-step under one play/pause and one scrub
+bar, each with its settings underneath. The longest clip leads; the others follow it and are
+pulled back whenever they drift by more than a frame, so differences line up in time."""
+
+from __future__ import annotations
+
+import html
+
+from .history import Entry
+
+CSS = """
+.cmp-grid { display: grid; gap: 10px; justify-content: center;
+  grid-template-columns: repeat(var(--n, 2), minmax(0, 420px)); }
+.cmp-cell { background: var(--block-background-fill); border: 1px solid var(--border-color-primary);
+  border-radius: 8px; padding: 6px; }
+.cmp-cell video, .cmp-cell img { width: 100%; aspect-ratio: 1; image-rendering: pixelated; background: #000;
+  border-radius: 4px; display: block; }
+.cmp-prompt { font-weight: 600; margin: 6px 2px 2px; overflow-wrap: anywhere; }
+.cmp-settings { font-size: 0.85em; opacity: 0.8; margin: 0 2px; }
+.cmp-controls { display: flex; gap: 10px; align-items: center; margin-top: 10px; flex-wrap: wrap; }
+.cmp-controls input[type=range] { flex: 1; min-width: 160px; }
+.cmp-controls button { padding: 4px 12px; border-radius: 6px; border: 1px solid var(--border-color-primary);
+  background: var(--button-secondary-background-fill); cursor: pointer; }
+.cmp-time { font-variant-numeric: tabular-nums; min-width: 7em; }
+.cmp-empty { opacity: 0.7; padding: 16px; }
+"""
+
+JS = """
+const vids = () => Array.from(element.querySelectorAll('video.cmp-video'));
+const lead = () => vids().reduce((a, v) => (!a || (v.duration || 0) > (a.duration || 0)) ? v : a, null);
+const fps = () => { const L = lead(); return L ? parseFloat(L.dataset.fps || '8') : 8; };
+const label = () => {
+  const L = lead(), b = element.querySelector('.cmp-play');
+  if (!L || !b) return;
+  b.textContent = L.paused ? '▶ Play' : '❚❚ Pause';
+  const s = element.querySelector('.cmp-scrub'), t = element.querySelector('.cmp-time');
+  if (s && L.duration) s.value = Math.round(1000 * L.currentTime / L.duration);
+  if (t) t.textContent = `${L.currentTime.toFixed(2)} / ${(L.duration || 0).toFixed(2)} s`;
+};
+const seek = (t) => vids().forEach(v => { v.currentTime = Math.min(t, Math.max((v.duration || t) - 1e-3, 0)); });
+element.addEventListener('click', (e) => {
+  const b = e.target.closest('button'); const L = lead();
+  if (!b || !L) return;
+  if (b.classList.contains('cmp-play')) {
+    if (L.paused) { if (L.ended || L.currentTime >= L.duration) seek(0); else seek(L.currentTime);
+      vids().forEach(v => v.play()); }
+    else vids().forEach(v => v.pause());
+  } else if (b.classList.contains('cmp-step')) {
+    vids().forEach(v => v.pause()); seek(L.currentTime + parseFloat(b.dataset.dir) / fps());
+  }
+  setTimeout(label, 30);
+});
+element.addEventListener('input', (e) => {
+  const L = lead(); if (!L) return;
+  if (e.target.classList.contains('cmp-scrub')) {
+    vids().forEach(v => v.pause()); seek(e.target.value / 1000 * (L.duration || 0)); label();
+  } else if (e.target.classList.contains('cmp-speed')) {
+    vids().forEach(v => { v.playbackRate = parseFloat(e.target.value); });
+  }
+});
+element.addEventListener('timeupdate', (e) => {
+  const L = lead(); if (e.target !== L) return;
+  vids().forEach(v => { if (v !== L && !L.paused && v.currentTime < v.duration - 0.05
+      && Math.abs(v.currentTime - L.currentTime) > 1 / fps()) v.currentTime = L.currentTime; });
+  label();
+}, true);
+element.addEventListener('ended', (e) => {
+  const L = lead(); if (e.target !== L) return;
+  const loop = element.querySelector('.cmp-loop');
+  if (loop && loop.checked) { seek(0); vids().forEach(v => v.play()); }
+  label();
+}, true);
+element.addEventListener('loadedmetadata', label, true);
+"""
+
+
+def file_url(path) -> str:
+    return "/gradio_api/file=" + html.escape(str(path), quote=True)
+
+
+def compare_html(entries: list[Entry]) -> str:
+    if len(entries) < 2:
+        return '<div class="cmp-empty">Pick two to four results (History tab, or "Compare with previous" after a generation).</div>'
+    cells = []
+    for e in entries[:4]:
+        fps = e.request.get("fps", 8)
+        media = (
+            f'<video class="cmp-video" src="{file_url(e.media)}" data-fps="{fps}" muted playsinline preload="auto"></video>'
+            if e.is_video
+            else f'<img src="{file_url(e.media)}" alt="">'
+        )
+        cells.append(
+            f'<div class="cmp-cell" data-id="{html.escape(e.id)}">{media}'
+            f'<div class="cmp-prompt">{html.escape(e.prompt)}</div>'
+            f'<div class="cmp-settings">{html.escape(e.settings_text())}</div></div>'
+        )
+    controls = (
+        '<div class="cmp-controls"><button class="cmp-play">▶ Play</button>'
+        '<button class="cmp-step" data-dir="-1" title="previous frame">◀ frame</button>'
+        '<button class="cmp-step" data-dir="1" title="next frame">frame ▶</button>'
+        '<input class="cmp-scrub" type="range" min="0" max="1000" value="0" aria-label="scrub all">'
+        '<span class="cmp-time">0.00 s</span>'
+        '<select class="cmp-speed" aria-label="speed"><option value="0.25">0.25x</option>'
+        '<option value="0.5">0.5x</option><option value="1" selected>1x</option></select>'
+        '<label><input class="cmp-loop" type="checkbox" checked> loop</label></div>'
+    )
+    return f'<div class="cmp-grid" style="--n:{len(cells)}">{"".join(cells)}</div>{controls}'

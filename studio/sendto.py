@@ -1,0 +1,48 @@
+"""'Send to': any result can become another tab's input. A tab registers a target once (a name,
+the tab to switch to, the component that takes the file); every result view then offers it.
+The edit and upscale tabs only have to call `register`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+
+@dataclass
+class Target:
+    name: str
+    tab_id: str
+    component: gr.components.Component
+    convert: Callable[[str, Any], Any]  # (media path, current value) -> new value
+
+
+class SendTo:
+    def __init__(self, tabs: gr.Tabs):
+        self.tabs = tabs
+        self.targets: list[Target] = []
+
+    def register(self, name: str, tab_id: str, component, convert: Callable[[str, Any], Any] | None = None) -> None:
+        self.targets.append(Target(name, tab_id, component, convert or (lambda path, _old: path)))
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def wire(self, button: gr.Button, choice: gr.Dropdown, media_path: gr.components.Component) -> None:
+        """Make `button` send the file in `media_path` to the target picked in `choice`."""
+        outputs = [self.tabs] + [t.component for t in self.targets]
+
+        def send(name, path, *current):
+            if not path:
+                raise gr.Error("Nothing to send yet: generate or pick a result first.")
+            target = next((t for t in self.targets if t.name == name), None)
+            if target is None:
+                raise gr.Error(f"Pick where to send it: {', '.join(self.names())}.")
+            values = [
+                t.convert(path, cur) if t is target else gr.skip() for t, cur in zip(self.targets, current, strict=True)
+            ]
+            return [gr.Tabs(selected=target.tab_id), *values]
+
+        button.click(send, [choice, media_path] + [t.component for t in self.targets], outputs)

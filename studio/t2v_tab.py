@@ -1,0 +1,221 @@
+"""Text-to-video tab: prompt and settings in, a live preview and the final clip out."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
+
+EXAMPLES = [
+    "a red circle moving left on a blue background",
+    "a yellow star growing on a black background",
+    "a white square moving up and a pink triangle moving right on a gray background",
+    "teal ball standing still on an orange backdrop",
+    "a green triangle shrinking and a purple circle moving down on a white background",
+]
+KNOWS = (
+    "The default model knows the **shapes world**: circles, squares, triangles and stars in 11 colours "
+    "(red, orange, yellow, green, cyan/teal, blue, purple/violet, pink, white, gray, black), moving left, right, "
+    "up or down, standing still, growing or shrinking, on a plain background; one or two objects. "
+    "Set frames to 1 for an image."
+)
+
+
+def preview_strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Preview frames (T, H, W, 3) side by side, enlarged: motion reads left to right."""
+    gap = np.full((frames.shape[1], 2, 3), 255, np.uint8)
+    parts = []
+    for f in frames:
+        parts += [f, gap]
+    strip = np.concatenate(parts[:-1], 1)
+    return strip.repeat(scale, 0).repeat(scale, 1)
+
+
+@dataclass
+class T2VControls:
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    seed: gr.Number
+    steps: gr.Slider
+    guidance: gr.Slider
+    frames: gr.Slider
+    size: gr.Dropdown
+    schedule: gr.Dropdown
+
+    def as_list(self) -> list:
+        return [self.prompt, self.negative, self.seed, self.steps, self.guidance, self.frames, self.size, self.schedule]
+
+
+def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule) -> T2VRequest:
+    return T2VRequest(
+        prompt=prompt or "",
+        negative_prompt=negative or "",
+        seed=int(seed if seed is not None else 0),
+        steps=int(steps),
+        guidance=float(guidance),
+        frames=int(frames),
+        size=int(size),
+        schedule=schedule,
+    )
+
+
+def settings_values(request: dict) -> list:
+    """A stored request -> values for the tab's controls (the order of T2VControls.as_list)."""
+    d = T2VRequest(prompt="")
+    get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
+    return [
+        get("prompt"),
+        get("negative_prompt"),
+        get("seed"),
+        get("steps"),
+        get("guidance"),
+        get("frames"),
+        get("size"),
+        get("schedule"),
+    ]
+
+
+class T2VHandlers:
+    """The engine calls behind the tab; plain methods so tests can drive them without a browser."""
+
+    def __init__(self, engine, tokens: dict[str, CancelToken]):
+        self.engine = engine
+        self.tokens = tokens
+
+    def generate(self, prompt, negative, seed, steps, guidance, frames, size, schedule, batch, session: str = "local"):
+        """Yields (status markdown, preview image, result path, seed, results so far, error) per event."""
+        token = self.tokens[session] = CancelToken()
+        results: list[str] = []
+        n = max(1, int(batch or 1))
+        for k in range(n):
+            req = request_from(prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule)
+            for ev in self.engine.run(req, cancel=token):
+                tag = f"{k + 1}/{n} · " if n > 1 else ""
+                if isinstance(ev, Progress):
+                    yield {
+                        "status": f"{tag}step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
+                        "progress": (ev.step, ev.total),
+                    }
+                elif isinstance(ev, Preview):
+                    yield {"preview": preview_strip(ev.frames)}
+                elif isinstance(ev, Result):
+                    results.append(str(ev.path))
+                    how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
+                    yield {
+                        "status": f"{tag}done {how} · seed {req.seed}",
+                        "result": str(ev.path),
+                        "results": list(results),
+                    }
+                elif isinstance(ev, Error):
+                    yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
+                    return
+
+    def stop(self, session: str = "local") -> str:
+        token = self.tokens.get(session)
+        if token is not None:
+            token.cancel()
+        return "Stopping…"
+
+
+def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
+    """Build the tab inside the current Blocks context.
+
+    Returns (controls, video, image, last-result state, previous-result state, compare button, event)."""
+    h = T2VHandlers(engine, tokens)
+    gr.Markdown(KNOWS)
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="t2v-prompt")
+            negative = gr.Textbox(label="Negative prompt", placeholder="what the clip should not show")
+            gr.Examples(EXAMPLES, inputs=[prompt], label="Examples the default model knows")
+            with gr.Row():
+                seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="t2v-seed")
+                dice = gr.Button("Random", scale=0, min_width=80, elem_id="t2v-dice")
+                batch = gr.Slider(1, 8, value=1, step=1, label="Batch (seeds in a row)")
+            with gr.Accordion("Settings", open=False):
+                steps = gr.Slider(1, 100, value=T2VRequest(prompt="").steps, step=1, label="Steps")
+                guidance = gr.Slider(1.0, 15.0, value=T2VRequest(prompt="").guidance, step=0.5, label="Guidance")
+                frames = gr.Slider(1, 64, value=32, step=1, label="Frames (1 = an image)")
+                size = gr.Dropdown([64, 128], value=64, label="Size (px)")
+                schedule = gr.Dropdown(["linear-quadratic", "linear"], value="linear-quadratic", label="Schedule")
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="t2v-stop")
+        with gr.Column(scale=4):
+            status = gr.Markdown("Ready.", elem_id="t2v-status")
+            preview = gr.Image(
+                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="t2v-preview", height=160
+            )
+            video = gr.Video(
+                label="Result", interactive=False, autoplay=True, loop=True, height=320, elem_id="t2v-video"
+            )
+            image = gr.Image(label="Result (image)", interactive=False, visible=False, elem_id="t2v-image")
+            shelf = gr.Gallery(label="This batch", columns=4, height=140, visible=False)
+            with gr.Row():
+                compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
+    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule)
+    last = gr.State(None)  # this session's latest result (path)
+    previous = gr.State(None)  # the one before it, for "compare with previous"
+
+    dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
+
+    def run(
+        prompt,
+        negative,
+        seed,
+        steps,
+        guidance,
+        frames,
+        size,
+        schedule,
+        batch,
+        last_path,
+        prev_path,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):  # noqa: E501
+        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule)
+        session = request.session_hash if request else "local"
+        for ev in h.generate(*settings, batch, session=session):
+            if "progress" in ev:
+                progress(ev["progress"], desc=ev["status"])
+            if "error" in ev:
+                if not ev.get("cancelled"):
+                    gr.Warning(ev["error"])
+                yield {status: f"**{ev['error']}**"}
+                return
+            out = {status: ev["status"]} if "status" in ev else {}
+            if "preview" in ev:
+                out[preview] = ev["preview"]
+            if "result" in ev:
+                path = ev["result"]
+                is_image = path.endswith(".png")
+                out[video] = gr.Video(value=None if is_image else path, visible=not is_image)
+                out[image] = gr.Image(value=path if is_image else None, visible=is_image)
+                prev_path, last_path = (last_path or prev_path), path
+                out[last] = last_path
+                out[previous] = prev_path
+                if len(ev["results"]) > 1:
+                    thumbs = [str(Path(p).with_name(Path(p).stem + ".thumb.png")) for p in ev["results"]]
+                    out[shelf] = gr.Gallery(value=thumbs, visible=True)
+            yield out
+
+    event = go.click(
+        run,
+        [*controls.as_list(), batch, last, previous],
+        [status, preview, video, image, shelf, last, previous],
+        concurrency_limit=1,
+        concurrency_id=concurrency_id,
+    )
+
+    def do_stop(request: gr.Request):
+        return h.stop(request.session_hash if request else "local")
+
+    # The token stops the engine within one step; cancelling the event frees the queue slot.
+    stop.click(do_stop, None, status, cancels=[event], queue=False)
+    return controls, video, image, last, previous, compare_prev, event

@@ -1,0 +1,127 @@
+"""The real page in a real browser: generate, watch the preview change, play the result,
+open History, pick two results, compare them in sync. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def studio(tiny_model_dir, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", str(tiny_model_dir)]
+    cmd += ["--outputs-dir", str(tmp_path / "outputs"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read()) from None
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("the studio did not start in 90 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_generate_history_compare(studio):
+    SHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(studio)
+        page.locator("#t2v-prompt textarea").fill("a red circle moving left on a blue background")
+
+        # Generate and watch the preview change while it runs.
+        page.locator("#t2v-generate").click()
+        preview = page.locator("#t2v-preview img")
+        preview.first.wait_for(timeout=60_000)
+        first_src = preview.first.get_attribute("src")
+        seen = {first_src}
+        deadline = time.time() + 60
+        while time.time() < deadline and page.locator("#t2v-video video").count() == 0:
+            if preview.count():
+                seen.add(preview.first.get_attribute("src"))
+            time.sleep(0.05)
+        page.screenshot(path=str(SHOTS / "1-generated.png"), full_page=True)
+        assert len(seen) >= 2, "the preview never changed during generation"
+        vid = page.locator("#t2v-video video").first
+        vid.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#t2v-video video'); return v && v.readyState >= 2 && v.duration > 0; }",
+            timeout=30_000,
+        )
+        assert "step" in page.locator("#t2v-status").inner_text() or "done" in page.locator("#t2v-status").inner_text()
+
+        # A second result, with another seed, then compare with previous straight away.
+        page.locator("#t2v-seed input").fill("5")
+        page.locator("#t2v-generate").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-status')?.innerText || '').includes('seed 5')", timeout=60_000
+        )
+
+        # History: both results listed; pick two and open Compare.
+        page.locator("#tab-history-button, button[role=tab]:has-text('History')").first.click()
+        page.locator("#history-gallery img").nth(1).wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "2-history.png"), full_page=True)
+        pick = page.locator("#history-pick input")
+        for seed in (0, 5):  # type to filter, Enter to pick, as with any long list
+            pick.click()
+            pick.fill(f"seed {seed} ")
+            page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.locator("#history-compare").click()
+        board = page.locator("#compare-board")
+        board.locator("video").nth(1).wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#compare-board video')].every(v => v.readyState >= 2)", timeout=30_000
+        )
+        board.locator(".cmp-play").click()
+        page.wait_for_timeout(1500)
+        times = page.evaluate("() => [...document.querySelectorAll('#compare-board video')].map(v => v.currentTime)")
+        page.screenshot(path=str(SHOTS / "3-compare.png"), full_page=True)
+        assert len(times) == 2 and min(times) > 0, f"videos did not play: {times}"
+        assert abs(times[0] - times[1]) < 0.3, f"videos are out of sync: {times}"
+        # One scrub bar moves both.
+        board.locator(".cmp-scrub").fill("500")
+        after = page.evaluate("() => [...document.querySelectorAll('#compare-board video')].map(v => v.currentTime)")
+        assert abs(after[0] - after[1]) < 0.2
+        browser.close()
