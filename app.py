@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         auth = tuple(args.auth.split(":", 1))
 
     from engine.engine import DEFAULT_MODEL, Engine
-    from studio import build_ui
+    from studio import PAGE_CSS, build_ui
 
     outputs = Path(args.outputs_dir).resolve()
     outputs.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,7 @@ def main(argv=None) -> int:
         allowed_paths=[str(outputs)],
         max_file_size=f"{args.max_upload_mb}mb",
         show_error=True,
+        css=PAGE_CSS,
     )
     return 0
 

@@ -18,7 +18,8 @@ from .sendto import SendTo
 from .t2v_tab import build_t2v_tab, settings_values
 
 ENGINE_QUEUE = "engine"
-# Small clips are shown enlarged: keep their pixels sharp instead of smeared.
+# Small clips are shown enlarged: keep their pixels sharp instead of smeared. (Gradio 6 takes
+# page CSS in launch(), so app.py passes it.)
 PAGE_CSS = "video, #t2v-preview img, #history-gallery img { image-rendering: pixelated; }"
 
 
@@ -32,7 +33,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
     def gallery_items():
         return [(str(e.thumb or e.media), f"{e.prompt} · seed {e.seed}") for e in history.entries()]
 
-    with gr.Blocks(title="Shapes Studio", css=PAGE_CSS) as demo:
+    with gr.Blocks(title="Shapes Studio") as demo:
         gr.Markdown("# Shapes Studio")
         with gr.Tabs(elem_id="tabs") as tabs:
             sendto = SendTo(tabs)
