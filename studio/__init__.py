@@ -38,9 +38,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             sendto = SendTo(tabs)
             with gr.Tab("Text to video", id="t2v", elem_id="tab-t2v"):
-                controls, video, image, last, previous, compare_prev, gen_event = build_t2v_tab(
-                    engine, tokens, ENGINE_QUEUE
-                )
+                t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE)
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
                 with gr.Row():
                     refresh = gr.Button("Refresh", scale=0)
@@ -93,8 +91,9 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
 
         # Where results can be sent. The edit and upscale tabs register here when they arrive.
         sendto.register("Compare", "compare", c_pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
-        send_choice.choices = [(n, n) for n in sendto.names()]
-        sendto.wire(send, send_choice, h_path)
+        for choice, button, path in ((send_choice, send, h_path), (t2v.send_choice, t2v.send, t2v.last)):
+            choice.choices = [(n, n) for n in sendto.names()]
+            sendto.wire(button, choice, path)
 
         def refresh_all(current_pick=None, current_c=None):
             ids = {i for _, i in choices()}
@@ -107,7 +106,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
 
         for trigger in (refresh.click, history_tab.select, demo.load):
             trigger(refresh_all, [pick, c_pick], [gallery, pick, c_pick])
-        gen_event.then(refresh_all, [pick, c_pick], [gallery, pick, c_pick])
+        t2v.event.then(refresh_all, [pick, c_pick], [gallery, pick, c_pick])
 
         def show(evt: gr.SelectData):
             entries = history.entries()
@@ -133,7 +132,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 raise gr.Error("That result is gone; refresh the history.")
             return [gr.Tabs(selected="t2v"), *settings_values(e.request)]
 
-        reopen.click(reopen_fn, selected, [tabs, *controls.as_list()])
+        reopen.click(reopen_fn, selected, [tabs, *t2v.controls.as_list()])
 
         def delete_fn(entry_id, current_pick, current_c):
             if not entry_id or not history.delete(entry_id):
@@ -157,5 +156,5 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 raise gr.Error("Make two results first; then they can be compared.")
             return compare_fn([Path(prev_path).stem, Path(last_path).stem])
 
-        compare_prev.click(compare_previous, [last, previous], [tabs, c_pick, board])
+        t2v.compare_prev.click(compare_previous, [t2v.last, t2v.previous], [tabs, c_pick, board])
     return demo

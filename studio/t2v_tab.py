@@ -51,6 +51,19 @@ class T2VControls:
         return [self.prompt, self.negative, self.seed, self.steps, self.guidance, self.frames, self.size, self.schedule]
 
 
+@dataclass
+class T2VTab:
+    controls: T2VControls
+    video: gr.Video
+    image: gr.Image
+    last: gr.State  # this session's latest result path
+    previous: gr.State  # the one before it
+    compare_prev: gr.Button
+    send_choice: gr.Dropdown
+    send: gr.Button
+    event: gr.events.Dependency  # the generate event, to chain history refreshes on
+
+
 def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule) -> T2VRequest:
     return T2VRequest(
         prompt=prompt or "",
@@ -123,9 +136,7 @@ class T2VHandlers:
 
 
 def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
-    """Build the tab inside the current Blocks context.
-
-    Returns (controls, video, image, last-result state, previous-result state, compare button, event)."""
+    """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = T2VHandlers(engine, tokens)
     gr.Markdown(KNOWS)
     with gr.Row():
@@ -158,6 +169,8 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
             shelf = gr.Gallery(label="This batch", columns=4, height=140, visible=False)
             with gr.Row():
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
+                send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
+                send = gr.Button("Send", scale=1, elem_id="t2v-send")
     controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule)
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"
@@ -218,4 +231,4 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)
-    return controls, video, image, last, previous, compare_prev, event
+    return T2VTab(controls, video, image, last, previous, compare_prev, send_choice, send, event)

@@ -124,4 +124,12 @@ def test_generate_history_compare(studio):
         board.locator(".cmp-scrub").fill("500")
         after = page.evaluate("() => [...document.querySelectorAll('#compare-board video')].map(v => v.currentTime)")
         assert abs(after[0] - after[1]) < 0.2
+
+        # Straight after a generation: "Compare with previous" opens the last two results.
+        page.locator("button[role=tab]:has-text('Text to video')").first.click()
+        page.locator("#t2v-compare-prev").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#compare-board .cmp-settings')].map(e => e.innerText).join('|').match(/seed 0.*seed 5/)",
+            timeout=30_000,
+        )
         browser.close()
