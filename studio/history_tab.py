@@ -1,0 +1,101 @@
+"""History tab: every saved result, newest first; open one to replay, download, reopen, send or delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .history import History
+
+
+@dataclass
+class HistoryTab:
+    tab: gr.Tab
+    refresh: gr.Button
+    pick: gr.Dropdown  # results chosen for comparing
+    to_compare: gr.Button
+    gallery: gr.Gallery
+    selected: gr.State  # the open entry's id
+    media_path: gr.State  # the open entry's file (for "send to")
+    reopen: gr.Button
+    send_choice: gr.Dropdown
+    send: gr.Button
+
+
+def choices(history: History) -> list[tuple[str, str]]:
+    return [(e.label(), e.id) for e in history.entries()]
+
+
+def gallery_items(history: History) -> list[tuple[str, str]]:
+    return [(str(e.thumb or e.media), f"{e.prompt} · seed {e.seed}") for e in history.entries()]
+
+
+def build_history_tab(history: History) -> HistoryTab:
+    with gr.Tab("History", id="history", elem_id="tab-history") as tab:
+        with gr.Row():
+            refresh = gr.Button("Refresh", scale=0)
+            pick = gr.Dropdown(
+                choices(history),
+                multiselect=True,
+                max_choices=4,
+                label="Pick 2–4 results to compare",
+                elem_id="history-pick",
+                scale=4,
+            )
+            to_compare = gr.Button("Compare selected", variant="primary", scale=0, elem_id="history-compare")
+        gallery = gr.Gallery(
+            gallery_items(history),
+            columns=8,
+            height="auto",
+            object_fit="contain",
+            allow_preview=False,
+            label="Results, newest first",
+            elem_id="history-gallery",
+        )
+        selected = gr.State(None)
+        media_path = gr.State(None)
+        with gr.Row(visible=False) as detail:
+            with gr.Column(scale=2):
+                video = gr.Video(label="Result", interactive=False, loop=True)
+                image = gr.Image(label="Result", interactive=False, visible=False)
+            with gr.Column(scale=2):
+                info = gr.Markdown()
+                reopen = gr.Button("Reopen settings in its tab", elem_id="history-reopen")
+                download = gr.DownloadButton("Download")
+                with gr.Row():
+                    send_choice = gr.Dropdown([], label="Send to", scale=3)
+                    send = gr.Button("Send", scale=1)
+                delete = gr.Button("Delete", variant="stop", elem_id="history-delete")
+
+    def show(evt: gr.SelectData):
+        entries = history.entries()
+        if evt.index is None or evt.index >= len(entries):
+            return None, gr.Row(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
+        e = entries[evt.index]
+        text = f"**{e.prompt}**\n\n{e.settings_text()}\n\n{e.created} · model `{e.meta.get('model', '?')}`"
+        return (
+            e.id,
+            gr.Row(visible=True),
+            gr.Video(value=str(e.media) if e.is_video else None, visible=e.is_video),
+            gr.Image(value=None if e.is_video else str(e.media), visible=not e.is_video),
+            text,
+            gr.DownloadButton(value=str(e.media)),
+            str(e.media),
+        )
+
+    gallery.select(show, None, [selected, detail, video, image, info, download, media_path])
+
+    def delete_fn(entry_id, current_pick):
+        if not entry_id or not history.delete(entry_id):
+            raise gr.Error("Nothing deleted: pick a result first.")
+        ids = {i for _, i in choices(history)}
+        return (
+            None,
+            gr.Row(visible=False),
+            gr.Gallery(value=gallery_items(history)),
+            gr.Dropdown(choices=choices(history), value=[x for x in (current_pick or []) if x in ids]),
+        )
+
+    delete.click(delete_fn, [selected, pick], [selected, detail, gallery, pick])
+    return HistoryTab(tab, refresh, pick, to_compare, gallery, selected, media_path, reopen, send_choice, send)
