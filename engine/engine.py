@@ -5,6 +5,7 @@ time into a stream of events (progress, previews, result, error), with a content
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class Engine:
         )
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
+        self._lock = threading.Lock()
 
     def _load(self, path: Path, cls, cfg_cls):
         cfg = config_from_dict(cfg_cls, read_config(path)["config"])
@@ -78,10 +80,13 @@ class Engine:
     def run(
         self, req: T2VRequest, cancel: CancelToken | None = None, out: str | Path | None = None, previews: bool = True
     ) -> Iterator[Event]:
-        """Run one request, yielding Progress and Preview each step, then a Result or an Error."""
+        """Run one request, yielding Progress and Preview each step, then a Result or an Error.
+
+        One job at a time per engine, whoever calls (the studio's queue, a script, a test)."""
         try:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
-            yield from self._run_t2v(req, cancel or CancelToken(), out, previews)
+            with self._lock:
+                yield from self._run_t2v(req, cancel or CancelToken(), out, previews)
         except RequestError as e:
             yield Error(str(e))
         except Cancelled:
@@ -174,7 +179,6 @@ def _stream(run, on_step, events: list) -> Iterator[Event]:
     The sampler stays an ordinary loop with a callback. Each step waits until the caller has
     handled that step's events, so a cancel set while handling them stops the very next step.
     """
-    import threading
     from queue import Queue
 
     q: Queue = Queue()
