@@ -86,7 +86,7 @@ def _background_phrase(rng: np.random.Generator, color: str) -> tuple[str, bool]
     if r < 0.55:
         return f"on {_article(rng, f'{word} {noun}')}", False
     if r < 0.7:
-        return f"{_pick(rng, ('against', 'over', 'with'))} {_article(rng, f'{word} {noun}')}", False
+        return f"{_pick(rng, ('against', 'over', 'with', 'in front of'))} {_article(rng, f'{word} {noun}')}", False
     if r < 0.8:
         return f"on {word}", False
     return _pick(rng, (f"{word} {noun}", f"on {_article(rng, f'{word} {noun}')}", f"{noun} {word}")), True
