@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--preset", default="shapes-v1")
     t.add_argument("--out", default="runs/shapes-v1")
     t.add_argument("--device")
-    t.add_argument("--stages", default="tae,t2v", help="comma list of tae,t2v (t2v reuses OUT/tae)")
+    t.add_argument(
+        "--stages", default="tae,t2v,decoder", help="comma list of tae,t2v,decoder (a stage left out reuses OUT)"
+    )
     t.set_defaults(fn=cmd_train)
 
     args = ap.parse_args(argv)

@@ -1,9 +1,11 @@
 """Read a clip back into the world's terms: background colour and objects (colour, shape,
 centre and size per frame, motion). Every quality figure of the project is measured with it.
 
-Pixels are labelled with their nearest palette colour; anti-aliased edges (blends of two
-colours) are far from every palette entry and are dropped, and a 1-pixel erosion removes the
-thin rings of blends that happen to land near a third colour.
+Which colours are present is decided on pixels labelled with their nearest palette colour, with
+anti-aliased blends (far from every palette entry) dropped and a 1-pixel erosion removing thin
+rings of blends that land near a third colour. Each object's shape and position are then read
+from its coverage: every pixel as a mix of background and object colour, counted where the object
+covers at least half of it, so soft or blurred edges do not eat thin parts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .palette import COLOR_NAMES, DIRECTIONS, SHAPES, nearest_color_index
+from .palette import COLOR_NAMES, DIRECTIONS, PALETTE, SHAPES, nearest_color_index
 from .render import clip_times, shape_mask
 from .scene import Scene
 
@@ -83,6 +85,28 @@ def _motion(centres: np.ndarray, sizes: np.ndarray) -> str:
     return "still"
 
 
+def _coverage_masks(frames: np.ndarray, bg: int, colors: list[int]) -> list[np.ndarray]:
+    """Per object colour, the pixels it covers at least half of (T, H, W) bool.
+
+    Each pixel is explained as a mix of the background and one object colour: its coverage
+    (alpha) is its projection on the background -> colour segment. Anti-aliased and blurred edges
+    then count by how much they are covered, so thin parts (star points, triangle tips) survive.
+    """
+    if not colors:
+        return []
+    p = frames.astype(np.float32)
+    b = PALETTE[bg]
+    alphas, resid = [], []
+    for c in colors:
+        d = PALETTE[c] - b
+        a = np.clip(((p - b) @ d) / (d @ d), 0.0, 1.0)  # (T, H, W)
+        alphas.append(a)
+        resid.append(np.linalg.norm(p - (b + a[..., None] * d), axis=-1))
+    alphas, resid = np.stack(alphas), np.stack(resid)  # (K, T, H, W)
+    owner = resid.argmin(0)
+    return [(owner == k) & (alphas[k] >= 0.5) & (resid[k] < MAX_COLOR_DISTANCE) for k in range(len(colors))]
+
+
 def analyse(frames: np.ndarray, max_objects: int = 2) -> Analysis:
     """frames (T, H, W, 3) uint8 -> Analysis."""
     T, R = frames.shape[0], frames.shape[1]
@@ -100,8 +124,10 @@ def analyse(frames: np.ndarray, max_objects: int = 2) -> Analysis:
         if present.mean() >= 0.5:
             candidates.append((float(core.mean()), c, mask, present))
     candidates.sort(reverse=True)
+    candidates = candidates[:max_objects]
+    masks = _coverage_masks(frames, bg, [c for _, c, _, _ in candidates])
     objects = []
-    for area, c, mask, present in candidates[:max_objects]:
+    for (area, c, _, present), mask in zip(candidates, masks, strict=True):
         centres = np.full((T, 2), np.nan)
         sizes = np.full(T, np.nan)
         boxes = {}
