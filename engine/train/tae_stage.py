@@ -41,7 +41,7 @@ class DecoderTrainConfig:
     """Decoder-only fine-tune: the encoder (so the latent space and everything trained on it)
     stays fixed while the decoder gets sharper (Video LDM fine-tunes its decoder the same way)."""
 
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 8
     frames: int = 8
     image_every: int = 4
