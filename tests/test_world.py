@@ -96,3 +96,10 @@ def test_character_reference():
     ref = render_reference(char, "white", 64)
     colours = {tuple(c) for c in ref.reshape(-1, 3)}
     assert COLORS["yellow"] in colours and COLORS["purple"] in colours and COLORS["white"] in colours
+
+
+def test_analyser_survives_faint_objects():
+    # A colour present only as faint specks (never half-covering a pixel) must not crash.
+    frames = np.zeros((4, 32, 32, 3), np.uint8) + np.array(COLORS["blue"], np.uint8)
+    frames[:, 10:14, 10:14] = (np.array(COLORS["red"]) * 0.45 + np.array(COLORS["blue"]) * 0.55).astype(np.uint8)
+    analyse(frames)

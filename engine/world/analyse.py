@@ -133,6 +133,8 @@ def analyse(frames: np.ndarray, max_objects: int = 2) -> Analysis:
         boxes = {}
         for f in np.flatnonzero(present):
             ys, xs = np.nonzero(mask[f])
+            if len(xs) == 0:  # present by colour, but nowhere covered by half: unreadable frame
+                continue
             box = (xs.min(), ys.min(), xs.max(), ys.max())
             boxes[f] = box
             centres[f] = ((box[0] + box[2] + 1) / 2 / R, (box[1] + box[3] + 1) / 2 / R)
