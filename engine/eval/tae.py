@@ -1,5 +1,6 @@
 """Autoencoder quality on held-out clips: PSNR for 1-frame and 32-frame clips, the compression
-ratio and the latent outlier figure (vectors beyond 3 standard deviations of the mean)."""
+ratio, the latent outlier figure (vectors beyond 3 standard deviations of the mean), and how much
+of a true clip the analyser can still read after a round trip (the ceiling on T2V scores)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import numpy as np
 import torch
 
 from ..models.tae import TAE, outlier_fraction
-from ..world.data import render_pool
+from ..world.analyse import analyse, score
+from ..world.data import render_pool, to_frames
 
 
 @torch.no_grad()
 def evaluate_tae(tae: TAE, n: int = 32, seed: int = 4242, size: int = 64) -> dict:
-    clips, _ = render_pool(np.random.default_rng(seed), n, frames=32, size=size)
+    clips, scenes = render_pool(np.random.default_rng(seed), n, frames=32, size=size)
     x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
     out: dict = {}
     for frames in (1, 32):
@@ -31,4 +33,23 @@ def evaluate_tae(tae: TAE, n: int = 32, seed: int = 4242, size: int = 64) -> dic
         out[f"compression_{frames}f"] = xs[0].numel() / z[0].numel()
         out[f"outliers_{frames}f"] = outlier_fraction(tae.denormalize(z))
     out["psnr_32f_min"] = float(10 * math.log10(4.0 / float(mse.max())))
+    out |= readable_after_roundtrip(tae, clips, scenes)
     return out
+
+
+@torch.no_grad()
+def readable_after_roundtrip(tae: TAE, clips: np.ndarray, scenes: list) -> dict:
+    """The ceiling the autoencoder puts on every text-to-video score: the analyser's reading of
+    true clips after encode + decode (a generator that made perfect latents could do no better)."""
+    shape, motion, satisfied = [], [], []
+    for clip, scene in zip(clips, scenes, strict=True):
+        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1.0)
+        sc = score(analyse(to_frames(tae.decode(tae.encode(x), clip.shape[0])[0])), scene)
+        shape += sc.shape
+        motion += sc.motion
+        satisfied.append(sc.satisfied)
+    return {
+        "roundtrip_shape_readable": float(np.mean(shape)),
+        "roundtrip_motion_readable": float(np.mean(motion)),
+        "roundtrip_satisfied": float(np.mean(satisfied)),
+    }
