@@ -97,6 +97,8 @@ def cmd_bench(args) -> int:
     import dataclasses
     import tempfile
 
+    import torch
+
     from .requests import Preview, Result
 
     def timed(engine, req, out, previews):
@@ -129,7 +131,7 @@ def cmd_bench(args) -> int:
             json.dumps(
                 {
                     "device": str(engine.device),
-                    "threads": __import__("torch").get_num_threads(),
+                    "threads": torch.get_num_threads(),
                     "request": base.to_dict(),
                     "generate_median_s": round(med(plain), 3),
                     "generate_all_s": [round(t, 3) for t in plain],
