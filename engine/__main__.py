@@ -77,7 +77,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    import tempfile
+
     engine = _engine(args)
+    scratch = tempfile.TemporaryDirectory()  # evaluation clips must not flood the studio's history
+    engine.outputs_dir = Path(scratch.name)
     if args.what == "tae":
         from .eval.tae import evaluate_tae
 

@@ -5,7 +5,7 @@ analysed back into the world's terms and compared with what the prompt asked for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
     by_n = {1: [], 2: []}
     for i, item in enumerate(items):
-        req = _with(base, item.prompt, i)
+        req = replace(base, prompt=item.prompt, seed=i)
         res = engine.generate(req)
         sc = score(analyse(res.frames), item.scene, image=req.frames == 1)
         totals["background"].append(sc.background)
@@ -91,9 +91,3 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}
     return out
-
-
-def _with(base: T2VRequest, prompt: str, seed: int) -> T2VRequest:
-    from dataclasses import replace
-
-    return replace(base, prompt=prompt, seed=seed)
