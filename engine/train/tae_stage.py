@@ -57,44 +57,82 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / max(mse, 1e-12))
 
 
+def _fit_reconstruction(
+    name: str,
+    model: TAE,
+    params: list[torch.nn.Parameter],
+    tcfg: TAETrainConfig | DecoderTrainConfig,
+    steps: int,
+    rng: np.random.Generator,
+    pool: np.ndarray,
+    rt: Runtime,
+    regularise=None,
+    frozen_encoder: bool = False,
+) -> None:
+    """The one reconstruction loop: 8-frame windows mixed with single frames (one latent space
+    for images and video), L1 + MSE, plus `regularise(step, z) -> (loss, logs)` if given."""
+    held = render_pool(np.random.default_rng(12345), 8)[0]  # fixed monitor clips
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    log = Logger(rt, name, steps, every=25)
+    for step in range(steps):
+        set_lr(opt, cosine_lr(step, steps, tcfg.lr))
+        image = step % tcfg.image_every == tcfg.image_every - 1
+        x = sample_windows(rng, pool, tcfg.image_batch if image else tcfg.batch, 1 if image else tcfg.frames)
+        x = x.to(rt.device)
+        with rt.autocast():
+            with torch.set_grad_enabled(not frozen_encoder):
+                z = model.encode_raw(x)
+            y = model.decode_raw(z, x.shape[2])
+        y, z = y.float(), z.float()
+        rec = F.l1_loss(y, x) + F.mse_loss(y, x)
+        loss, logs = rec, {}
+        if regularise is not None:
+            extra, logs = regularise(step, z)
+            loss = loss + extra
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        rt.average_gradients(params)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), **logs)
+        if rt.main and ((step + 1) % 200 == 0 or step + 1 == steps):
+            print(f"[{name}] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
+
+
 def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> TAE:
     seed_all(tcfg.seed)  # the same initial weights on every rank
     model = TAE(mcfg).to(rt.device)
     rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)  # different data on every rank
     pool, _ = render_pool(rng, tcfg.pool)
-    held = render_pool(np.random.default_rng(12345), 8)[0]  # fixed monitor clips
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    total = tcfg.steps + tcfg.opl_steps
-    log = Logger(rt, "tae", total, every=25)
-    for step in range(total):
-        set_lr(opt, cosine_lr(step, total, tcfg.lr))
-        image = step % tcfg.image_every == tcfg.image_every - 1
-        x = sample_windows(rng, pool, tcfg.image_batch if image else tcfg.batch, 1 if image else tcfg.frames)
-        x = x.to(rt.device)
-        with rt.autocast():
-            z = model.encode_raw(x)
-            y = model.decode_raw(z, x.shape[2])
-        y, z = y.float(), z.float()
-        rec = F.l1_loss(y, x) + F.mse_loss(y, x)
-        loss = rec + tcfg.l2_weight * z.square().mean()
-        opl = torch.zeros(())
-        if step >= tcfg.steps:  # the outlier-penalty fine-tune
-            opl = outlier_penalty(z)
-            loss = loss + tcfg.opl_weight * opl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        rt.average_gradients(model.parameters())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), opl=opl.item())
-        if rt.main and ((step + 1) % 200 == 0 or step + 1 == total):
-            print(f"[tae] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
+
+    def regularise(step: int, z: torch.Tensor):
+        loss = tcfg.l2_weight * z.square().mean()
+        opl = outlier_penalty(z) if step >= tcfg.steps else torch.zeros(())  # the outlier fine-tune
+        return loss + tcfg.opl_weight * opl, {"opl": opl.item()}
+
+    params = list(model.parameters())
+    _fit_reconstruction("tae", model, params, tcfg, tcfg.steps + tcfg.opl_steps, rng, pool, rt, regularise)
     model.eval()
     mcfg = fit_latent_stats(model, pool[:256], rt.device)
     model = _with_config(model, mcfg)
     fit_preview(model, pool[:64], rt.device)
     if rt.main:
         save_component(out, "tae", mcfg, model)
+    return model
+
+
+def finetune_decoder(tcfg: DecoderTrainConfig, model: TAE, out: Path, rt: Runtime) -> TAE:
+    model = model.to(rt.device)
+    model.encoder.requires_grad_(False)
+    params = list(model.decoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
+    pool, _ = render_pool(rng, tcfg.pool)
+    _fit_reconstruction("decoder", model, params, tcfg, tcfg.steps, rng, pool, rt, frozen_encoder=True)
+    model.eval().requires_grad_(False)
+    if rt.main:
+        save_component(out, "tae", model.cfg, model)
     return model
 
 
@@ -120,44 +158,6 @@ def fit_latent_stats(model: TAE, clips: np.ndarray, device: torch.device) -> TAE
     std = z.std((0, 2, 3, 4)).clamp_min(1e-4)
     print(f"[tae] latent outliers (raw) {outlier_fraction(z):.2e}", flush=True)
     return dataclasses.replace(model.cfg, latent_mean=tuple(mean.tolist()), latent_std=tuple(std.tolist()))
-
-
-def finetune_decoder(tcfg: DecoderTrainConfig, model: TAE, out: Path, rt: Runtime) -> TAE:
-    model = model.to(rt.device)
-    model.encoder.requires_grad_(False).eval()
-    params = list(model.decoder.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    model.decoder.train()
-    rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
-    pool, _ = render_pool(rng, tcfg.pool)
-    held = render_pool(np.random.default_rng(12345), 8)[0]
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    log = Logger(rt, "decoder", tcfg.steps, every=25)
-    for step in range(tcfg.steps):
-        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr))
-        image = step % tcfg.image_every == tcfg.image_every - 1
-        x = sample_windows(rng, pool, tcfg.image_batch if image else tcfg.batch, 1 if image else tcfg.frames)
-        x = x.to(rt.device)
-        with rt.autocast():
-            with torch.no_grad():
-                z = model.encode_raw(x)
-            y = model.decode_raw(z, x.shape[2]).float()
-        rec = F.l1_loss(y, x) + F.mse_loss(y, x)
-        opt.zero_grad(set_to_none=True)
-        rec.backward()
-        rt.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x))
-        if rt.main and ((step + 1) % 250 == 0 or step + 1 == tcfg.steps):
-            model.eval()
-            print(f"[decoder] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
-            model.decoder.train()
-    model.eval().requires_grad_(False)
-    if rt.main:
-        save_component(out, "tae", model.cfg, model)
-    return model
 
 
 def _with_config(model: TAE, cfg: TAEConfig) -> TAE:
