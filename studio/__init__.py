@@ -21,7 +21,11 @@ from .t2v_tab import build_t2v_tab, settings_values
 ENGINE_QUEUE = "engine"
 # Small clips are shown enlarged: keep their pixels sharp instead of smeared. (Gradio 6 takes
 # page CSS in launch(), so app.py passes it.)
-PAGE_CSS = "video, #t2v-preview img, #history-gallery img { image-rendering: pixelated; }"
+PAGE_CSS = (
+    "video, #t2v-preview img, #history-gallery img { image-rendering: pixelated; }\n"
+    # Gradio sizes gallery columns by item count: two results would each fill half the page.
+    "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }"
+)
 
 
 def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:

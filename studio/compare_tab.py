@@ -8,7 +8,7 @@ import gradio as gr
 
 from .compare import CSS, JS, compare_html
 from .history import History
-from .history_tab import choices
+from .history_tab import results_picker
 
 
 @dataclass
@@ -32,14 +32,7 @@ def compare(history: History, ids) -> tuple:
 def build_compare_tab(history: History) -> CompareTab:
     with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
         with gr.Row():
-            pick = gr.Dropdown(
-                choices(history),
-                multiselect=True,
-                max_choices=4,
-                label="Results (2–4)",
-                elem_id="compare-pick",
-                scale=4,
-            )
+            pick = results_picker(history, "Results (2–4)", "compare-pick")
             go = gr.Button("Compare", variant="primary", scale=0, elem_id="compare-go")
         board = gr.HTML(compare_html([]), css_template=CSS, js_on_load=JS, elem_id="compare-board")
     return CompareTab(pick, go, board)

@@ -31,18 +31,16 @@ def gallery_items(history: History) -> list[tuple[str, str]]:
     return [(str(e.thumb or e.media), f"{e.prompt} · seed {e.seed}") for e in history.entries()]
 
 
+def results_picker(history: History, label: str, elem_id: str) -> gr.Dropdown:
+    """A row's picker of 2-4 results, by label, newest first."""
+    return gr.Dropdown(choices(history), multiselect=True, max_choices=4, label=label, elem_id=elem_id, scale=4)
+
+
 def build_history_tab(history: History) -> HistoryTab:
     with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         with gr.Row():
             refresh = gr.Button("Refresh", scale=0)
-            pick = gr.Dropdown(
-                choices(history),
-                multiselect=True,
-                max_choices=4,
-                label="Pick 2–4 results to compare",
-                elem_id="history-pick",
-                scale=4,
-            )
+            pick = results_picker(history, "Pick 2–4 results to compare", "history-pick")
             to_compare = gr.Button("Compare selected", variant="primary", scale=0, elem_id="history-compare")
         gallery = gr.Gallery(
             gallery_items(history),

@@ -191,7 +191,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         prev_path,
         request: gr.Request,
         progress=gr.Progress(),
-    ):  # noqa: E501
+    ):
         settings = (prompt, negative, seed, steps, guidance, frames, size, schedule)
         session = request.session_hash if request else "local"
         for ev in h.generate(*settings, batch, session=session):

@@ -101,6 +101,7 @@ def test_generate_history_compare(studio):
         # History: both results listed; pick two and open Compare.
         page.locator("#tab-history-button, button[role=tab]:has-text('History')").first.click()
         page.locator("#history-gallery img").nth(1).wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.body.innerText.includes('processing')", timeout=30_000)
         page.screenshot(path=str(SHOTS / "2-history.png"), full_page=True)
         pick = page.locator("#history-pick input")
         for seed in (0, 5):  # type to filter, Enter to pick, as with any long list
