@@ -23,6 +23,7 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world: int = 1
+    workers: int = 1  # processes for rendering training data
 
     @property
     def main(self) -> bool:
@@ -59,7 +60,9 @@ def setup(device: str | None = None, threads: int | None = None) -> Runtime:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
-    return Runtime(device=dev, rank=rank, world=world)
+    # On a CPU the cores are busy training; beside a GPU they are free to render data.
+    workers = 1 if dev.type == "cpu" else max(1, (os.cpu_count() or 1) // max(world, 1))
+    return Runtime(device=dev, rank=rank, world=world, workers=workers)
 
 
 def seed_all(seed: int) -> np.random.Generator:
@@ -74,13 +77,15 @@ class Logger:
     def __init__(self, rt: Runtime, name: str, total: int, every: int = 25):
         self.rt, self.name, self.total, self.every = rt, name, total, every
         self.start = time.perf_counter()
-        self.sums: dict[str, list[float]] = {}
+        self.sums: dict[str, list] = {}
 
-    def log(self, step: int, **values: float) -> None:
+    def log(self, step: int, **values: float | torch.Tensor) -> None:
+        """Values may be 0-d tensors: they are read only when a line is printed, so a GPU is not
+        made to wait for the host every step."""
         for k, v in values.items():
-            self.sums.setdefault(k, []).append(float(v))
+            self.sums.setdefault(k, []).append(v.detach() if isinstance(v, torch.Tensor) else v)
         if (step + 1) % self.every == 0 or step + 1 == self.total:
-            means = " ".join(f"{k}={sum(v) / len(v):.4g}" for k, v in self.sums.items())
+            means = " ".join(f"{k}={sum(float(x) for x in v) / len(v):.4g}" for k, v in self.sums.items())
             if self.rt.main:
                 el = time.perf_counter() - self.start
                 print(f"[{self.name}] step {step + 1}/{self.total} {means} ({el:.0f}s)", flush=True)

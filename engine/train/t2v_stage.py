@@ -17,8 +17,7 @@ from ..models.tae import TAE
 from ..models.text import WordEncoder
 from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
-from ..world.data import to_tensor
-from ..world.render import render
+from ..world.data import render_many
 from ..world.scene import Scene, sample_scene
 from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
 
@@ -33,7 +32,8 @@ class T2VTrainConfig:
     joint_steps: int = 1800
     video_batch: int = 48
     image_batch: int = 128
-    image_every: int = 4  # in the joint stage every n-th step is an image batch
+    image_every: int = 4  # in the joint stage every n-th step is an image batch (0: videos only)
+    two_objects: float = 0.5  # share of two-object scenes in the data
     lr: float = 6e-4
     drop_text: float = 0.1  # empty prompt, so classifier-free guidance has an unconditional model
     ema: float = 0.998
@@ -41,35 +41,53 @@ class T2VTrainConfig:
 
 
 @torch.no_grad()
-def encode_dataset(
-    tae: TAE, scenes: list[Scene], frames: int, size: int, device: torch.device, batch: int = 16
-) -> torch.Tensor:
-    """Render and encode scenes into normalised latents (N, Cz, t, h, w), stored as bf16."""
+def encode_dataset(tae: TAE, scenes: list[Scene], frames: int, size: int, rt: Runtime, batch: int = 16) -> torch.Tensor:
+    """Render and encode scenes into normalised latents (N, Cz, t, h, w), stored as bf16 on the
+    training device (3000 clips are 50 MB; the GPU holds 30000 without noticing)."""
     out = []
-    for i in range(0, len(scenes), batch):
-        x = torch.stack([to_tensor(render(s, size, frames)) for s in scenes[i : i + batch]]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            z = tae.encode(x)
-        out.append(z.to(torch.bfloat16).cpu())
+    chunk = max(batch, 64 * rt.workers)  # render many at once when processes help, encode in batches
+    for c in range(0, len(scenes), chunk):
+        pixels = render_many(scenes[c : c + chunk], size, frames, rt.workers)
+        for i in range(0, len(pixels), batch):
+            x = torch.from_numpy(pixels[i : i + batch]).to(rt.device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+            with torch.autocast(rt.device.type, dtype=torch.bfloat16):
+                z = tae.encode(x)
+            out.append(z.to(torch.bfloat16))
     return torch.cat(out)
 
 
-def train_t2v(tcfg: T2VTrainConfig, gcfg: GeneratorConfig, tae: TAE, words: WordEncoder, rt: Runtime) -> Generator:
+def train_t2v(
+    tcfg: T2VTrainConfig,
+    gcfg: GeneratorConfig,
+    tae: TAE,
+    words: WordEncoder,
+    rt: Runtime,
+    init: Generator | None = None,
+) -> Generator:
+    """Train from scratch, or (init given) go on from a trained generator as a later stage with
+    its own data, schedule and optimiser, as Movie Gen's stages do."""
     seed_all(tcfg.seed)
     model = Generator(gcfg).to(rt.device)
-    model.text.word_encoder.load_state_dict(words.state_dict())
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    else:
+        model.text.word_encoder.load_state_dict(words.state_dict())
     model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
     rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
     gen = torch.Generator().manual_seed(tcfg.seed + 1000 * rt.rank)
 
+    def n_objects() -> int | None:
+        # None keeps sample_scene's own 50/50 draw (and its random stream) for the default share.
+        return None if tcfg.two_objects == 0.5 else 1 + int(rng.random() < tcfg.two_objects)
+
     # Training combinations only: the evaluation's held-out ones are never seen.
-    vid_scenes = [sample_scene(rng) for _ in range(tcfg.videos)]
-    img_scenes = [sample_scene(rng, image=True) for _ in range(tcfg.images)]
+    vid_scenes = [sample_scene(rng, n_objects()) for _ in range(tcfg.videos)]
+    img_scenes = [sample_scene(rng, n_objects(), image=True) for _ in range(tcfg.images)]
     tae = tae.to(rt.device).eval()
-    vid = encode_dataset(tae, vid_scenes, tcfg.frames, tcfg.size, rt.device)
-    img = encode_dataset(tae, img_scenes, 1, tcfg.size, rt.device, batch=64)
+    vid = encode_dataset(tae, vid_scenes, tcfg.frames, tcfg.size, rt)
+    img = encode_dataset(tae, img_scenes, 1, tcfg.size, rt, batch=64) if img_scenes else None
     if rt.main:
-        print(f"[t2v] encoded {len(vid)} clips {tuple(vid.shape[1:])} and {len(img)} images", flush=True)
+        print(f"[t2v] encoded {len(vid)} clips {tuple(vid.shape[1:])} and {len(img_scenes)} images", flush=True)
 
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -78,10 +96,10 @@ def train_t2v(tcfg: T2VTrainConfig, gcfg: GeneratorConfig, tae: TAE, words: Word
     log = Logger(rt, "t2v", total, every=25)
     for step in range(total):
         set_lr(opt, cosine_lr(step, total, tcfg.lr))
-        image = step < tcfg.image_steps or step % tcfg.image_every == tcfg.image_every - 1
+        image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
         data, scenes, n = (img, img_scenes, tcfg.image_batch) if image else (vid, vid_scenes, tcfg.video_batch)
         idx = rng.integers(len(data), size=n)
-        x1 = data[idx].float().to(rt.device)
+        x1 = data[torch.from_numpy(idx).to(data.device)].float()
         prompts = ["" if rng.random() < tcfg.drop_text else free_caption(rng, scenes[i], image=image).text for i in idx]
         x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
         t = sample_times(n, gen, rt.device)
@@ -96,7 +114,6 @@ def train_t2v(tcfg: T2VTrainConfig, gcfg: GeneratorConfig, tae: TAE, words: Word
         opt.step()
         with torch.no_grad():
             decay = min(tcfg.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(pm, 1 - decay)
-        log.log(step, **{"img" if image else "vid": loss.item()})
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        log.log(step, **{"img" if image else "vid": loss})
     return ema

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+
 import numpy as np
 import torch
 
@@ -20,10 +22,25 @@ def to_frames(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def render_pool(rng: np.random.Generator, n: int, frames: int = 32, size: int = 64) -> tuple[np.ndarray, list[Scene]]:
+def _render_args(args: tuple[Scene, int, int]) -> np.ndarray:
+    return render(*args)
+
+
+def render_many(scenes: list[Scene], size: int, frames: int, workers: int = 1) -> np.ndarray:
+    """Render scenes into (N, T, H, W, 3) uint8. Rendering is a pure function of the scene, so
+    spreading it over processes (a GPU machine's idle cores) gives the same pixels."""
+    if workers <= 1 or len(scenes) < 64:
+        return np.stack([render(s, size, frames) for s in scenes])
+    with mp.get_context("fork").Pool(workers) as pool:
+        return np.stack(pool.map(_render_args, [(s, size, frames) for s in scenes], chunksize=32))
+
+
+def render_pool(
+    rng: np.random.Generator, n: int, frames: int = 32, size: int = 64, workers: int = 1
+) -> tuple[np.ndarray, list[Scene]]:
     """n random clips (held-out combinations included: the autoencoder must code everything)."""
     scenes = [sample_scene(rng, held_out=None) for _ in range(n)]
-    return np.stack([render(s, size, frames) for s in scenes]), scenes
+    return render_many(scenes, size, frames, workers), scenes
 
 
 def sample_windows(rng: np.random.Generator, pool: np.ndarray, batch: int, frames: int) -> torch.Tensor:
