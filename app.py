@@ -1,6 +1,6 @@
 """Start the studio: the one place that loads models and launches the UI.
 
-python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v1] [--device cpu]
+python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v2] [--device cpu]
               [--cache-dir cache] [--outputs-dir outputs] [--auth user:password] [--max-upload-mb 200]
 """
 
@@ -15,7 +15,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Shapes Studio: make and compare videos in your browser")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
     ap.add_argument("--port", type=int, default=7860)
-    ap.add_argument("--model", default=None, help="model folder (default: the shipped shapes-v1)")
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped shapes-v2)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     ap.add_argument("--cache-dir", default="cache")
     ap.add_argument("--outputs-dir", default="outputs")

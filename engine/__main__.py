@@ -3,7 +3,7 @@
 python -m engine generate --prompt "a red circle moving left on a blue background" --seed 0 --out out.mp4
 python -m engine eval t2v | tae
 python -m engine bench
-python -m engine train --preset shapes-v1 --out assets/models/shapes-v1
+python -m engine train --preset shapes-v2 --out runs/shapes-v2
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _engine(args):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model folder (default: the shipped assets/models/shapes-v1)")
+    p.add_argument("--model", help="model folder (default: the shipped assets/models/shapes-v2)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     p.add_argument("--cache-dir", default="cache", help="latent cache folder ('' to disable)")
     p.add_argument("--fp32", action="store_true", help="run the transformer in fp32 instead of bf16 autocast")
@@ -153,7 +153,7 @@ def cmd_bench(args) -> int:
 def cmd_train(args) -> int:
     from .train.recipe import train
 
-    train(args.preset, args.out, args.device, tuple(args.stages.split(",")))
+    train(args.preset, args.out or f"runs/{args.preset}", args.device, tuple(args.stages.split(",")))
     return 0
 
 
@@ -187,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(fn=cmd_bench)
 
     t = sub.add_parser("train", help="rebuild a model from scratch (fixed seeds)")
-    t.add_argument("--preset", default="shapes-v1")
-    t.add_argument("--out", default="runs/shapes-v1")
+    t.add_argument(
+        "--preset", default="shapes-v2", help="shapes-v2 (shipped; ~20 min on one H100), shapes-v1 (CPU), tiny"
+    )
+    t.add_argument("--out", help="output folder (default: runs/PRESET)")
     t.add_argument("--device")
     t.add_argument(
-        "--stages", default="tae,t2v,decoder", help="comma list of tae,t2v,decoder (a stage left out reuses OUT)"
+        "--stages",
+        default="tae,t2v,refine,decoder",
+        help="comma list of tae,t2v,refine,decoder (a stage left out reuses OUT)",
     )
     t.set_defaults(fn=cmd_train)
 

@@ -43,10 +43,18 @@ def config_from_dict(cls: type[C], data: dict) -> C:
     return cls(**kwargs)
 
 
-def save_component(path: str | Path, kind: str, cfg: Any, module: torch.nn.Module, extra: dict | None = None) -> Path:
+def save_component(
+    path: str | Path,
+    kind: str,
+    cfg: Any,
+    module: torch.nn.Module,
+    extra: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Weights as `dtype` (bf16 halves a checkpoint; loading casts back to the module's dtype)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(path / "model.safetensors"))
     meta = {"kind": kind, "config": config_to_dict(cfg)} | (extra or {})
     (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")

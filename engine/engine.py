@@ -24,7 +24,7 @@ from .tasks import denoise, prepare_t2v
 from .video_io import write_png, write_video
 from .world.data import to_frames
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v1"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
 
 

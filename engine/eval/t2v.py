@@ -73,6 +73,24 @@ def held_out_prompts(n_one: int = 24, n_two: int = 24, seed: int = 0) -> list[Ev
     return items
 
 
+def explain(analysis, scene: Scene) -> str:
+    """What differs between the clip and the prompt, e.g. 'red star: circle, still; +1 object'."""
+    found = {o.color: o for o in analysis.objects}
+    parts = [] if analysis.background == scene.background else [f"background {analysis.background}"]
+    for want in scene.objects:
+        got = found.get(want.color)
+        if got is None:
+            parts.append(f"{want.color} {want.shape}: missing")
+            continue
+        wrong = [v for v, w in ((got.shape, want.shape), (got.motion, want.motion)) if v != w]
+        if wrong:
+            parts.append(f"{want.color} {want.shape} {want.motion}: {', '.join(wrong)}")
+    extra = [o.color for o in analysis.objects if o.color not in {w.color for w in scene.objects}]
+    if extra:
+        parts.append(f"extra {', '.join(extra)}")
+    return "; ".join(parts)
+
+
 def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, log=print) -> dict:
     base = base or T2VRequest(prompt="x")
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
@@ -80,14 +98,15 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     for i, item in enumerate(items):
         req = replace(base, prompt=item.prompt, seed=i)
         res = engine.generate(req)
-        sc = score(analyse(res.frames), item.scene, image=req.frames == 1)
+        analysis = analyse(res.frames)
+        sc = score(analysis, item.scene, image=req.frames == 1)
         totals["background"].append(sc.background)
         totals["color"] += sc.color
         totals["shape"] += sc.shape
         totals["motion"] += sc.motion
         totals["satisfied"].append(sc.satisfied)
         by_n[len(item.scene.objects)].append(sc.satisfied)
-        log(f"{'ok ' if sc.satisfied else 'BAD'} {item.prompt!r}")
+        log(f"ok  {item.prompt!r}" if sc.satisfied else f"BAD {item.prompt!r}  [{explain(analysis, item.scene)}]")
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}
     return out
