@@ -94,3 +94,12 @@ def test_text_tokens_and_conditioner():
     cond = TextConditioner(TextConfig(words=WordEncoderConfig(width=16, depth=1, heads=2, summary_tokens=3)), 24)
     tok, m = cond(["a red circle moving left", "blue"])
     assert tok.shape == (2, 6 + 3, 24) and m.shape == (2, 9) and m[1].sum() == 2 + 3
+
+
+def test_edge_loss_sees_a_lost_edge():
+    from engine.train.tae_stage import edge_loss
+
+    x = torch.full((1, 1, 1, 4, 4), -1.0)
+    x[..., 2:] = 1.0  # a vertical edge of height 2 between columns 1 and 2
+    assert edge_loss(x, x) == 0
+    assert torch.isclose(edge_loss(torch.zeros_like(x), x), torch.tensor(2 / 3))  # 1 of 3 differences, off by 2

@@ -14,6 +14,11 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     for part in ("tae", "t2v"):
         assert (out / part / "model.safetensors").is_file()
         assert json.loads((out / part / "config.json").read_text())["config"]
+    assert json.loads((out / "t2v" / "config.json").read_text())["refined"]  # the refine stage ran
+    from safetensors import safe_open
+
+    with safe_open(str(out / "t2v" / "model.safetensors"), "pt") as f:  # the preset stores bf16
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
     tae_cfg = json.loads((out / "tae" / "config.json").read_text())["config"]
     assert len(tae_cfg["latent_std"]) == tae_cfg["latent_channels"]  # normalisation fitted
     engine = Engine(out, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")

@@ -103,3 +103,20 @@ def test_analyser_survives_faint_objects():
     frames = np.zeros((4, 32, 32, 3), np.uint8) + np.array(COLORS["blue"], np.uint8)
     frames[:, 10:14, 10:14] = (np.array(COLORS["red"]) * 0.45 + np.array(COLORS["blue"]) * 0.55).astype(np.uint8)
     analyse(frames)
+
+
+def test_parallel_rendering_gives_the_same_pixels():
+    from engine.world.data import render_many
+
+    rng = np.random.default_rng(3)
+    scenes = [sample_scene(rng, held_out=None) for _ in range(70)]
+    assert np.array_equal(render_many(scenes, 16, 2, workers=2), render_many(scenes, 16, 2, workers=1))
+
+
+def test_eval_explains_a_wrong_clip():
+    from engine.eval.t2v import explain
+
+    truth = Scene("blue", (ShapeObject("red", "star", "left"),))
+    clip = render(Scene("blue", (ShapeObject("red", "circle", "still"),)), 64, 32)
+    assert explain(analyse(clip), truth) == "red star left: circle, still"
+    assert explain(analyse(render(truth, 64, 32)), truth) == ""

@@ -10,6 +10,7 @@ is sized for one GPU (~20 min on an H100); shapes-v1 is the same design sized fo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ class Preset:
     notes: str = field(default="")
 
 
+V2_JOINT = T2VTrainConfig(
+    videos=20000, images=20000, image_steps=400, joint_steps=2600, video_batch=256, image_batch=512, lr=8e-4, ema=0.999
+)
+
 PRESETS: dict[str, Preset] = {
     # Seconds on a CPU: what the tests build.
     "tiny": Preset(
@@ -59,7 +64,11 @@ PRESETS: dict[str, Preset] = {
         t2v_train=T2VTrainConfig(
             videos=4, images=4, frames=8, image_steps=2, joint_steps=4, video_batch=2, image_batch=4
         ),
-        decoder_train=DecoderTrainConfig(steps=3, batch=2, frames=4, image_batch=2, pool=4),
+        refine_train=T2VTrainConfig(
+            videos=4, images=0, frames=8, image_steps=0, joint_steps=2, image_every=0, video_batch=2, two_objects=0.7
+        ),
+        decoder_train=DecoderTrainConfig(steps=3, batch=2, frames=4, image_batch=2, pool=4, hard_share=0.5),
+        generator_dtype="bfloat16",
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -69,8 +78,8 @@ PRESETS: dict[str, Preset] = {
         text_train=TextTrainConfig(),
         t2v_train=T2VTrainConfig(),
     ),
-    # The same design given one GPU's worth of compute (~12 min on one H100): the TAE sees 2x the
-    # batch for 3x the steps with an edge term, the transformer is 3x larger and sees 10x the samples.
+    # The same design given one GPU's worth of compute (~20 min on one H100): the TAE sees 2x the
+    # batch for 3x the steps with an edge term, the transformer is 3x larger and sees ~20x the video samples.
     "shapes-v2": Preset(
         tae=TAEConfig(),
         tae_train=TAETrainConfig(
@@ -81,31 +90,14 @@ PRESETS: dict[str, Preset] = {
             text=TextConfig(words=WordEncoderConfig(slot_classes=SLOT_CLASSES)),
         ),
         text_train=TextTrainConfig(),
-        t2v_train=T2VTrainConfig(
-            videos=20000,
-            images=20000,
-            image_steps=400,
-            joint_steps=2600,
-            video_batch=256,
-            image_batch=512,
-            lr=8e-4,
-            ema=0.999,
-        ),
+        t2v_train=V2_JOINT,
         # Two-object clips were the weak spot after the joint stage (4% fully right): go on with
         # fresh videos only, two thirds of them with two objects.
-        refine_train=T2VTrainConfig(
-            videos=20000,
-            images=0,
-            image_steps=0,
-            joint_steps=3300,
-            image_every=0,
-            video_batch=256,
-            lr=4e-4,
-            ema=0.999,
-            two_objects=0.67,
-            seed=5,
+        refine_train=dataclasses.replace(
+            V2_JOINT, images=0, image_steps=0, joint_steps=3300, image_every=0, lr=4e-4, two_objects=0.67, seed=5
         ),
-        decoder_train=DecoderTrainConfig(steps=0),  # the longer TAE run leaves nothing for it to gain
+        # Decoder only (the latent space, so the generator, is untouched), half the objects stars.
+        decoder_train=DecoderTrainConfig(steps=1800, lr=3e-4, edge_weight=0.5, hard_share=0.5),
         generator_dtype="bfloat16",
     ),
 }

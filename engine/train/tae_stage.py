@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..checkpoint import save_component
 from ..models.tae import TAE, TAEConfig, outlier_fraction, outlier_penalty
-from ..world.data import render_pool, sample_windows
+from ..world.data import render_many, render_pool, sample_windows
+from ..world.scene import Scene, sample_scene
 from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
 
 
@@ -50,6 +51,10 @@ class DecoderTrainConfig:
     lr: float = 5e-4
     edge_weight: float = 0.0
     pool: int = 1500
+    # Share of objects redrawn as the hardest shape: after the TAE stage a moving star's thin points
+    # survive a round trip in only ~6% of clips, while the other shapes come back >= 94%.
+    hard_share: float = 0.0
+    hard_shape: str = "star"
     seed: int = 3
 
 
@@ -140,12 +145,23 @@ def finetune_decoder(tcfg: DecoderTrainConfig, model: TAE, out: Path, rt: Runtim
     for p in params:
         p.requires_grad_(True)
     rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
-    pool, _ = render_pool(rng, tcfg.pool, workers=rt.workers)
+    if tcfg.hard_share:
+        scenes = [_with_hard_shapes(rng, sample_scene(rng, held_out=None), tcfg) for _ in range(tcfg.pool)]
+        pool = render_many(scenes, 64, 32, rt.workers)
+    else:
+        pool, _ = render_pool(rng, tcfg.pool, workers=rt.workers)
     _fit_reconstruction("decoder", model, params, tcfg, tcfg.steps, rng, pool, rt, frozen_encoder=True)
     model.eval().requires_grad_(False)
     if rt.main:
         save_component(out, "tae", model.cfg, model)
     return model
+
+
+def _with_hard_shapes(rng: np.random.Generator, scene: Scene, tcfg: DecoderTrainConfig) -> Scene:
+    objs = tuple(
+        dataclasses.replace(o, shape=tcfg.hard_shape) if rng.random() < tcfg.hard_share else o for o in scene.objects
+    )
+    return dataclasses.replace(scene, objects=objs)
 
 
 @torch.no_grad()
