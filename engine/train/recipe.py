@@ -3,8 +3,9 @@
     python -m engine train --preset shapes-v2 --out runs/shapes-v2
 
 rebuilds the shipped default model from scratch with fixed seeds: TAE -> text encoder parse
-pre-training -> text-to-image warm-up -> joint image + video -> video-only refinement. shapes-v2
-is sized for one GPU (~20 min on an H100); shapes-v1 is the same design sized for our 2-core CPU. The same command runs under
+pre-training -> text-to-image warm-up -> joint image + video -> video-only refinement -> decoder
+fine-tune. shapes-v2 is sized for one GPU (~21 min on an H100); shapes-v1 is the same design sized
+for our 2-core CPU. The same command runs under
 `torchrun --nproc-per-node N python -m engine train ...` with DDP.
 """
 
@@ -78,8 +79,9 @@ PRESETS: dict[str, Preset] = {
         text_train=TextTrainConfig(),
         t2v_train=T2VTrainConfig(),
     ),
-    # The same design given one GPU's worth of compute (~20 min on one H100): the TAE sees 2x the
-    # batch for 3x the steps with an edge term, the transformer is 3x larger and sees ~20x the video samples.
+    # The same design given one GPU's worth of compute (~21 min on one H100): the TAE sees 2x the
+    # batch for 3x the steps with an edge term; the transformer is 3x larger and sees ~20x the
+    # video samples.
     "shapes-v2": Preset(
         tae=TAEConfig(),
         tae_train=TAETrainConfig(
@@ -108,8 +110,8 @@ STAGES = ("tae", "t2v", "refine", "decoder")
 
 def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
     """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
-    joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder (decoder-only fine-tune on the fixed latent space). A stage left
-    out reuses what `out` already holds."""
+    joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
+    (decoder-only fine-tune on the fixed latent space). A stage left out reuses what `out` holds."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
@@ -145,7 +147,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
 
         meta = read_config(out / "t2v")
         start = load_weights(out / "t2v", Generator(p.generator))
-        gen = train_t2v(p.refine_train, p.generator, tae, start.text.word_encoder, rt, init=start)
+        gen = train_t2v(p.refine_train, p.generator, tae, None, rt, init=start)
         if rt.main:
             save_component(
                 out / "t2v",

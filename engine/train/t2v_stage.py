@@ -60,17 +60,18 @@ def train_t2v(
     tcfg: T2VTrainConfig,
     gcfg: GeneratorConfig,
     tae: TAE,
-    words: WordEncoder,
+    words: WordEncoder | None,
     rt: Runtime,
     init: Generator | None = None,
 ) -> Generator:
-    """Train from scratch, or (init given) go on from a trained generator as a later stage with
-    its own data, schedule and optimiser, as Movie Gen's stages do."""
+    """Train from scratch with the pre-trained word encoder `words`, or (init given) go on from a
+    trained generator as a later stage with its own data, schedule and optimiser, as Movie Gen's
+    stages do."""
     seed_all(tcfg.seed)
     model = Generator(gcfg).to(rt.device)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    else:
+    elif words is not None:
         model.text.word_encoder.load_state_dict(words.state_dict())
     model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
     rng = np.random.default_rng(tcfg.seed + 1000 * rt.rank)
