@@ -34,13 +34,15 @@ ACCEPTED = "MP4, MOV, WebM, MKV, AVI or GIF video (or a PNG/JPEG image)"
 
 
 def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None = None) -> int:
-    """Display rotation in degrees (phones store portrait video as rotated landscape)."""
+    """Counter-clockwise display rotation in degrees (phones store portrait video as rotated
+    landscape). The display matrix (frame.rotation) is counter-clockwise; the legacy `rotate`
+    tag older muxers wrote is clockwise, so it is negated."""
     rot = getattr(frame, "rotation", None) if frame is not None else None
     if rot:
         return int(rot) % 360
     meta = stream.metadata or {}
     try:
-        return int(float(meta.get("rotate", 0))) % 360
+        return -int(float(meta.get("rotate", 0))) % 360
     except ValueError:
         return 0
 

@@ -104,3 +104,26 @@ def test_zero_frame_video_is_refused(tmp_path):
         c.start_encoding()  # write the header, then no frame at all
     with pytest.raises(VideoInputError, match="has no frames"):
         read_video(path)
+
+
+@pytest.mark.parametrize("degrees,corner", [(90, (1, 0)), (-90, (0, 1)), (180, (1, 1))])
+def test_phone_rotation_is_applied(tmp_path, degrees, corner):
+    """A landscape clip stored with a display rotation (as phones write portrait video) is read
+    upright: a red block in the stored top-left corner ends where a player shows it."""
+    path = tmp_path / "phone.mp4"
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:8, :8] = (230, 40, 40)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(degrees)  # counter-clockwise, as VideoFrame.rotation reads it back
+        for _ in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    video, _ = read_video(path)
+    h, w = video.shape[1:3]
+    assert (h, w) == ((32, 64) if degrees == 180 else (64, 32))
+    cy, cx = np.argwhere(video[0, :, :, 0] > 150).mean(0)
+    assert (cy > h / 2, cx > w / 2) == tuple(bool(c) for c in corner)
