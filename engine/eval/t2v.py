@@ -74,7 +74,7 @@ def held_out_prompts(n_one: int = 24, n_two: int = 24, seed: int = 0) -> list[Ev
 
 
 def explain(analysis, scene: Scene) -> str:
-    """What differs between the clip and the prompt, e.g. 'red star: circle, still; +1 object'."""
+    """What differs between the clip and the prompt, e.g. 'red star left: circle, still; extra blue'."""
     found = {o.color: o for o in analysis.objects}
     parts = [] if analysis.background == scene.background else [f"background {analysis.background}"]
     for want in scene.objects:
