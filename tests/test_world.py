@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -57,10 +59,11 @@ def test_captions():
     assert canonical_caption(scene) == "a red circle moving left and a green star growing on a black background"
     assert canonical_caption(scene.still(), image=True) == "a red circle and a green star on a black background"
     rng = np.random.default_rng(0)
-    for _ in range(50):
+    for _ in range(300):
         cap = free_caption(rng, scene)
         assert len(cap.labels) == len(SLOTS)
         assert "star" in cap.text.lower()
+        assert not re.search(r"\bis (moves|goes|gets|grows|shrinks)\b", cap.text.lower()), cap.text
 
 
 def test_held_out_rule_is_stable_and_about_ten_percent():
@@ -120,3 +123,50 @@ def test_eval_explains_a_wrong_clip():
     clip = render(Scene("blue", (ShapeObject("red", "circle", "still"),)), 64, 32)
     assert explain(analyse(clip), truth) == "red star left: circle, still"
     assert explain(analyse(render(truth, 64, 32)), truth) == ""
+
+
+def _blur(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur over H and W (what a soft decoder does to edges)."""
+    k = np.exp(-0.5 * (np.arange(-4, 5) / sigma) ** 2)
+    x = frames.astype(np.float32)
+    for axis in (1, 2):
+        x = sum(np.roll(x, i - 4, axis) * w for i, w in enumerate(k / k.sum()))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _shear(frames: np.ndarray, per_row: float) -> np.ndarray:
+    """Shift each row sideways in proportion to its height: a lopsided top point, a leaning side."""
+    out = frames.copy()
+    for y in range(frames.shape[1]):
+        out[:, y] = np.roll(frames[:, y], int(round(per_row * (y - frames.shape[1] / 2))), axis=1)
+    return out
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "star"])
+def test_analyser_reads_soft_and_lopsided_shapes(shape):
+    # Generated and decoded clips have soft edges and imperfect geometry; a star still reads as a
+    # star (the bounding-box template alone read ~70% of these blurred stars as circles).
+    rng = np.random.default_rng(5)
+    for motion in ("left", "down", "still", "growing"):
+        scene = Scene(rng.choice(["black", "blue", "white"]), (ShapeObject("orange", shape, motion, 0.5, 0.45),))
+        clip = render(scene)
+        for degraded in (_blur(clip, 1.0), _shear(clip, 0.12), _blur(_shear(clip, 0.08), 0.8)):
+            assert analyse(degraded).objects[0].shape == shape, (motion, scene.background)
+
+
+def test_analyser_does_not_see_stars_in_blobs():
+    # Blurred until its points are gone, a star is a blob and must not be read as a star.
+    for shape, read in (("star", "circle"), ("circle", "circle"), ("square", "square")):
+        scene = Scene("blue", (ShapeObject("orange", shape, "still", 0.5, 0.5),))
+        assert analyse(_blur(render(scene, 64, 4), 2.0)).objects[0].shape == read
+
+
+def test_analyser_calls_a_shape_outside_the_world_unclear():
+    # A plus sign fits no template well: it is "unclear" and satisfies no prompt, whatever it asked.
+    frames = np.zeros((8, 64, 64, 3), np.uint8) + np.array(COLORS["blue"], np.uint8)
+    frames[:, 22:42, 30:34] = COLORS["orange"]
+    frames[:, 30:34, 22:42] = COLORS["orange"]
+    obj = analyse(frames).objects[0]
+    assert obj.shape == "unclear" and obj.shape_fit < 0.7
+    for shape in ("circle", "square", "triangle", "star"):
+        assert not score(analyse(frames), Scene("blue", (ShapeObject("orange", shape, "still"),))).satisfied

@@ -29,6 +29,9 @@ SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+FINITE_VERBS = ("moves", "goes", "gets", "grows", "shrinks")
+
+
 def _an(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
@@ -74,6 +77,8 @@ def _object_phrase(rng: np.random.Generator, obj: ShapeObject, say_motion: bool)
     if say_motion:
         motion = _pick(rng, MOTION_WORDS[obj.motion])
         glue = _pick(rng, (" ", " ", " ", " that is ", ", ", " which is "))
+        if motion.split()[0] in FINITE_VERBS:  # "that moves left", never "that is moves left"
+            glue = glue.replace(" is ", " ")
         phrase += glue + motion
     return phrase
 
