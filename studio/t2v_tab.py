@@ -147,7 +147,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="t2v-seed")
                 dice = gr.Button("Random", scale=0, min_width=80, elem_id="t2v-dice")
-                batch = gr.Slider(1, 8, value=1, step=1, label="Batch (seeds in a row)")
+                batch = gr.Slider(1, 8, value=1, step=1, label="Batch (seeds in a row)", elem_id="t2v-batch")
             with gr.Accordion("Settings", open=False):
                 steps = gr.Slider(1, 100, value=T2VRequest(prompt="").steps, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 15.0, value=T2VRequest(prompt="").guidance, step=0.5, label="Guidance")

@@ -134,3 +134,35 @@ def test_generate_history_compare(studio):
             timeout=30_000,
         )
         browser.close()
+
+
+def test_stop_a_running_batch_then_generate_again(studio):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(studio)
+        page.locator("#t2v-prompt textarea").fill("a green star growing on a black background")
+        page.locator("#t2v-batch input[type=number]").fill("8")
+        page.locator("#t2v-batch input[type=number]").press("Enter")
+        page.locator("#t2v-generate").click()
+        page.locator("#t2v-preview img").first.wait_for(timeout=60_000)  # the batch is running
+        page.locator("#t2v-stop").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-status')?.innerText || '').match(/Stopping|Cancelled/)", timeout=30_000
+        )
+        # Had Stop not reached the engine, progress of the batch would overwrite the status.
+        page.wait_for_timeout(2000)
+        status = page.locator("#t2v-status").inner_text()
+        assert "Stopping" in status or "Cancelled" in status, status
+        page.screenshot(path=str(SHOTS / "4-stopped.png"), full_page=True)
+
+        # The studio keeps working: the next request runs to the end.
+        page.locator("#t2v-batch input[type=number]").fill("1")
+        page.locator("#t2v-batch input[type=number]").press("Enter")
+        page.locator("#t2v-seed input").fill("3")
+        page.locator("#t2v-generate").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-status')?.innerText || '').includes('seed 3')", timeout=60_000
+        )
+        assert "done" in page.locator("#t2v-status").inner_text()
+        browser.close()
