@@ -170,3 +170,20 @@ def test_analyser_calls_a_shape_outside_the_world_unclear():
     assert obj.shape == "unclear" and obj.shape_fit < 0.7
     for shape in ("circle", "square", "triangle", "star"):
         assert not score(analyse(frames), Scene("blue", (ShapeObject("orange", shape, "still"),))).satisfied
+
+
+def test_eval_t2v_scores_what_the_engine_draws():
+    from types import SimpleNamespace
+
+    from engine.eval.t2v import evaluate_t2v, held_out_prompts
+
+    items = held_out_prompts(2, 2)
+    truth = {it.prompt: render(it.scene) for it in items}
+    faithful = SimpleNamespace(generate=lambda req: SimpleNamespace(frames=truth[req.prompt]))
+    res = evaluate_t2v(faithful, items, log=lambda *_: None)
+    assert res["satisfied"] == res["truth_satisfied"] and res["color"] == 1.0 and res["satisfied_1obj"] == 1.0
+
+    blank = np.zeros((32, 64, 64, 3), np.uint8) + np.array(COLORS["white"], np.uint8)
+    empty = SimpleNamespace(generate=lambda req: SimpleNamespace(frames=blank))
+    res = evaluate_t2v(empty, items, log=lambda *_: None)
+    assert res["satisfied"] == 0.0 and res["color"] == 0.0 and res["truth_satisfied"] > 0.5

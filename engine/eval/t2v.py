@@ -12,6 +12,7 @@ import numpy as np
 from ..requests import T2VRequest
 from ..world.analyse import analyse, score
 from ..world.captions import free_caption
+from ..world.render import render
 from ..world.scene import Scene, ShapeObject, sample_scene
 
 
@@ -95,6 +96,7 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     base = base or T2VRequest(prompt="x")
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
     by_n = {1: [], 2: []}
+    truth = []  # the same prompts' true clips, read by the analyser: the most any model can score
     for i, item in enumerate(items):
         req = replace(base, prompt=item.prompt, seed=i)
         res = engine.generate(req)
@@ -106,7 +108,10 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
         totals["motion"] += sc.motion
         totals["satisfied"].append(sc.satisfied)
         by_n[len(item.scene.objects)].append(sc.satisfied)
+        true_clip = render(item.scene, req.size, req.frames)
+        truth.append(score(analyse(true_clip), item.scene, image=req.frames == 1).satisfied)
         log(f"ok  {item.prompt!r}" if sc.satisfied else f"BAD {item.prompt!r}  [{explain(analysis, item.scene)}]")
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}
+    out["truth_satisfied"] = float(np.mean(truth))
     return out
