@@ -99,7 +99,8 @@ PRESETS: dict[str, Preset] = {
             V2_JOINT, images=0, image_steps=0, joint_steps=3300, image_every=0, lr=4e-4, two_objects=0.67, seed=5
         ),
         # Decoder only (the latent space, so the generator, is untouched), half the objects stars.
-        decoder_train=DecoderTrainConfig(steps=1800, lr=3e-4, edge_weight=0.5, hard_share=0.5),
+        # 4500 steps over 3000 clips beat 1800 over 1500 on every TAE figure (35.3 vs 35.0 dB).
+        decoder_train=DecoderTrainConfig(steps=4500, lr=3e-4, edge_weight=0.5, hard_share=0.5, pool=3000),
         generator_dtype="bfloat16",
     ),
 }
