@@ -145,7 +145,7 @@ def _shear(frames: np.ndarray, per_row: float) -> np.ndarray:
 @pytest.mark.parametrize("shape", ["circle", "square", "triangle", "star"])
 def test_analyser_reads_soft_and_lopsided_shapes(shape):
     # Generated and decoded clips have soft edges and imperfect geometry; a star still reads as a
-    # star (the bounding-box template alone read ~70% of these blurred stars as circles).
+    # star (placed by its bounding box alone, the template read about a third of blurred stars as circles).
     rng = np.random.default_rng(5)
     for motion in ("left", "down", "still", "growing"):
         scene = Scene(rng.choice(["black", "blue", "white"]), (ShapeObject("orange", shape, motion, 0.5, 0.45),))
