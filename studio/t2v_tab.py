@@ -132,7 +132,7 @@ class T2VHandlers:
         token = self.tokens.get(session)
         if token is not None:
             token.cancel()
-        return "Stopping…"
+        return "Stopped. Clips already finished are kept in History."
 
 
 def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):

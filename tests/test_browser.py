@@ -148,12 +148,12 @@ def test_stop_a_running_batch_then_generate_again(studio):
         page.locator("#t2v-preview img").first.wait_for(timeout=60_000)  # the batch is running
         page.locator("#t2v-stop").click()
         page.wait_for_function(
-            "() => (document.querySelector('#t2v-status')?.innerText || '').match(/Stopping|Cancelled/)", timeout=30_000
+            "() => (document.querySelector('#t2v-status')?.innerText || '').match(/Stopped|Cancelled/)", timeout=30_000
         )
         # Had Stop not reached the engine, progress of the batch would overwrite the status.
         page.wait_for_timeout(2000)
         status = page.locator("#t2v-status").inner_text()
-        assert "Stopping" in status or "Cancelled" in status, status
+        assert "Stopped" in status or "Cancelled" in status, status
         page.screenshot(path=str(SHOTS / "4-stopped.png"), full_page=True)
 
         # The studio keeps working: the next request runs to the end.
