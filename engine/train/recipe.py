@@ -4,7 +4,7 @@
 
 rebuilds the shipped default model from scratch with fixed seeds: TAE -> text encoder parse
 pre-training -> text-to-image warm-up -> joint image + video -> video-only refinement -> decoder
-fine-tune. shapes-v2 is sized for one GPU (~21 min on an H100); shapes-v1 is the same design sized
+fine-tune. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is the same design sized
 for our 2-core CPU. The same command runs under
 `torchrun --nproc-per-node N python -m engine train ...` with DDP.
 """
@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
         text_train=TextTrainConfig(),
         t2v_train=T2VTrainConfig(),
     ),
-    # The same design given one GPU's worth of compute (~21 min on one H100): the TAE sees 2x the
+    # The same design given one GPU's worth of compute (~22 min on one H100): the TAE sees 2x the
     # batch for 3x the steps with an edge term; the transformer is 3x larger and sees ~20x the
     # video samples.
     "shapes-v2": Preset(
