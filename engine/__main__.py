@@ -42,6 +42,12 @@ def _request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=d.size)
     p.add_argument("--fps", type=float, default=d.fps)
     p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
+    p.add_argument(
+        "--no-rewrite",
+        dest="rewrite",
+        action="store_false",
+        help="give the generator the prompt as typed, not the rewriter's canonical reading of it",
+    )
 
 
 def _request(args, prompt: str):
@@ -57,6 +63,7 @@ def _request(args, prompt: str):
         size=args.size,
         fps=args.fps,
         schedule=args.schedule,
+        rewrite=args.rewrite,
     )
 
 
@@ -64,7 +71,11 @@ def cmd_generate(args) -> int:
     from .requests import Error, Progress, Result
 
     engine = _engine(args)
-    for ev in engine.run(_request(args, args.prompt), out=args.out, previews=False):
+    req = _request(args, args.prompt)
+    rewrite = engine.rewrite(req) if req.prompt.strip() else None
+    if rewrite is not None and not args.quiet:
+        print(rewrite.describe(), file=sys.stderr)
+    for ev in engine.run(req, out=args.out, previews=False):
         if isinstance(ev, Progress) and not args.quiet:
             print(f"\rstep {ev.step}/{ev.total}  eta {ev.eta:4.1f}s", end="", file=sys.stderr, flush=True)
         elif isinstance(ev, Error):
@@ -87,12 +98,13 @@ def cmd_eval(args) -> int:
 
         res = evaluate_tae(engine.tae, n=args.n)
     else:
-        from .eval.t2v import evaluate_t2v, handwritten_prompts, held_out_prompts
+        from .eval.t2v import evaluate_t2v, handwritten_prompts, held_out_prompts, typed_prompts
 
         log = print if args.verbose else lambda *_: None
         items = held_out_prompts(args.n // 2, args.n - args.n // 2)
         res = {"held_out": evaluate_t2v(engine, items, _request(args, "x"), log=log)}
         res["handwritten"] = evaluate_t2v(engine, handwritten_prompts(), _request(args, "x"), log=log)
+        res["typed"] = evaluate_t2v(engine, typed_prompts(), _request(args, "x"), log=log)
     print(json.dumps(res, indent=2))
     return 0
 
@@ -194,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device")
     t.add_argument(
         "--stages",
-        default="tae,t2v,refine,decoder",
-        help="comma list of tae,t2v,refine,decoder (a stage left out reuses OUT)",
+        default="tae,t2v,refine,decoder,rewrite",
+        help="comma list of tae,t2v,refine,decoder,rewrite (a stage left out reuses OUT)",
     )
     t.set_defaults(fn=cmd_train)
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from .cache import TensorCache, cache_key
 from .checkpoint import config_from_dict, file_digest, load_weights, read_config
 from .models.generator import Generator, GeneratorConfig
+from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
 from .requests import Cancelled, CancelToken, Error, Event, Preview, Progress, RequestError, Result, T2VRequest
 from .tasks import denoise, prepare_t2v
@@ -52,9 +54,11 @@ class Engine:
         self.bf16 = bf16
         self.tae = self._load(self.model_dir / "tae", TAE, TAEConfig)
         self.generator = self._load(self.model_dir / "t2v", Generator, GeneratorConfig)
-        self.model_id = (
-            f"{self.model_dir.name}@{file_digest(self.model_dir / 'tae')[:8]}{file_digest(self.model_dir / 't2v')[:8]}"
-        )
+        # The prompt rewriter is optional: a model folder without one runs prompts as typed.
+        has_rewriter = (self.model_dir / "rewrite" / "config.json").is_file()
+        self.rewriter = self._load(self.model_dir / "rewrite", PromptRewriter, RewriterConfig) if has_rewriter else None
+        parts = ("tae", "t2v", "rewrite") if has_rewriter else ("tae", "t2v")
+        self.model_id = f"{self.model_dir.name}@" + "".join(file_digest(self.model_dir / p)[:8] for p in parts)
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
@@ -75,6 +79,12 @@ class Engine:
         if self.cache is not None:
             self.cache.put(key, out)
         return out
+
+    def rewrite(self, req: T2VRequest) -> Rewrite | None:
+        """What the generator will be given for this request's prompt (None: the prompt as typed)."""
+        if not req.rewrite or self.rewriter is None or not req.prompt.strip():
+            return None
+        return self.rewriter([req.prompt], image=req.frames == 1)[0]
 
     # -- running requests ---------------------------------------------------------------------
     def run(
@@ -107,13 +117,15 @@ class Engine:
 
     def _run_t2v(self, req: T2VRequest, cancel: CancelToken, out, previews: bool) -> Iterator[Event]:
         start = time.perf_counter()
+        rewrite = self.rewrite(req)
         key = cache_key("t2v", self.model_id, req.to_dict())
         hit = self.cache.get(key) if self.cache is not None else None
         cached = hit is not None
         if cached:
             frames = hit["frames"].numpy()
         else:
-            prep = prepare_t2v(req, self.tae, self.encode_prompt)
+            given = replace(req, prompt=rewrite.text) if rewrite is not None else req
+            prep = prepare_t2v(given, self.tae, self.encode_prompt)
             events: list[Event] = []
 
             def on_step(step: int, total: int, x1_hat: torch.Tensor) -> None:
@@ -136,6 +148,7 @@ class Engine:
                 self.cache.put(key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
         meta = {
             "request": req.to_dict(),
+            "rewrite": rewrite.to_dict() if rewrite is not None else None,
             "model": self.model_id,
             "engine": VERSION,
             "device": str(self.device),

@@ -30,6 +30,7 @@ class T2VRequest:
     size: int = 64
     fps: float = 8.0
     schedule: str = "linear-quadratic"
+    rewrite: bool = True  # give the generator the prompt rewriter's canonical reading of the prompt
 
     task = "t2v"
 

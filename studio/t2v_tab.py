@@ -22,7 +22,8 @@ KNOWS = (
     "The default model knows the **shapes world**: circles, squares, triangles and stars in 11 colours "
     "(red, orange, yellow, green, cyan/teal, blue, purple/violet, pink, white, gray, black), moving left, right, "
     "up or down, standing still, growing or shrinking, on a plain background; one or two objects. "
-    "Set frames to 1 for an image."
+    "Set frames to 1 for an image. Type freely: under the prompt you see how it was read, which is what the "
+    "model is given, and any words it does not know."
 )
 
 
@@ -46,9 +47,20 @@ class T2VControls:
     frames: gr.Slider
     size: gr.Dropdown
     schedule: gr.Dropdown
+    rewrite: gr.Checkbox
 
     def as_list(self) -> list:
-        return [self.prompt, self.negative, self.seed, self.steps, self.guidance, self.frames, self.size, self.schedule]
+        return [
+            self.prompt,
+            self.negative,
+            self.seed,
+            self.steps,
+            self.guidance,
+            self.frames,
+            self.size,
+            self.schedule,
+            self.rewrite,
+        ]
 
 
 @dataclass
@@ -64,7 +76,7 @@ class T2VTab:
     event: gr.events.Dependency  # the generate event, to chain history refreshes on
 
 
-def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule) -> T2VRequest:
+def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True) -> T2VRequest:
     return T2VRequest(
         prompt=prompt or "",
         negative_prompt=negative or "",
@@ -74,6 +86,7 @@ def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule
         frames=int(frames),
         size=int(size),
         schedule=schedule,
+        rewrite=bool(rewrite),
     )
 
 
@@ -90,6 +103,7 @@ def settings_values(request: dict) -> list:
         get("frames"),
         get("size"),
         get("schedule"),
+        get("rewrite"),
     ]
 
 
@@ -100,13 +114,28 @@ class T2VHandlers:
         self.engine = engine
         self.tokens = tokens
 
-    def generate(self, prompt, negative, seed, steps, guidance, frames, size, schedule, batch, session: str = "local"):
+    def generate(
+        self,
+        prompt,
+        negative,
+        seed,
+        steps,
+        guidance,
+        frames,
+        size,
+        schedule,
+        rewrite=True,
+        batch=1,
+        session: str = "local",
+    ):
         """Yields (status markdown, preview image, result path, seed, results so far, error) per event."""
         token = self.tokens[session] = CancelToken()
         results: list[str] = []
         n = max(1, int(batch or 1))
         for k in range(n):
-            req = request_from(prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule)
+            req = request_from(prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite)
+            if k == 0:
+                yield {"reading": self.reading(req.prompt, req.frames, req.rewrite)}
             for ev in self.engine.run(req, cancel=token):
                 tag = f"{k + 1}/{n} · " if n > 1 else ""
                 if isinstance(ev, Progress):
@@ -128,6 +157,12 @@ class T2VHandlers:
                     yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
                     return
 
+    def reading(self, prompt, frames=32, rewrite=True) -> str:
+        """How the prompt rewriter reads a prompt ('' when off, empty or the model has none)."""
+        req = T2VRequest(prompt=prompt or "", frames=int(frames or 1), rewrite=bool(rewrite))
+        found = self.engine.rewrite(req)
+        return found.describe() if found is not None else ""
+
     def stop(self, session: str = "local") -> str:
         token = self.tokens.get(session)
         if token is not None:
@@ -143,6 +178,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="t2v-prompt")
             negative = gr.Textbox(label="Negative prompt", placeholder="what the clip should not show")
+            reading = gr.Markdown("", elem_id="t2v-reading")
             gr.Examples(EXAMPLES, inputs=[prompt], label="Examples the default model knows")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="t2v-seed")
@@ -154,6 +190,11 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 frames = gr.Slider(1, 64, value=32, step=1, label="Frames (1 = an image)")
                 size = gr.Dropdown([64, 128], value=64, label="Size (px)")
                 schedule = gr.Dropdown(["linear-quadratic", "linear"], value="linear-quadratic", label="Schedule")
+                rewrite = gr.Checkbox(
+                    value=True,
+                    label="Rewrite the prompt (the model is given its reading, shown under the prompt)",
+                    elem_id="t2v-rewrite",
+                )
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="t2v-stop")
@@ -171,11 +212,14 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="t2v-send")
-    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule)
+    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"
 
     dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
+    # The reading follows the prompt as it is typed: the rewriter is tiny (milliseconds on a CPU).
+    for trigger in (prompt.change, frames.change, rewrite.change):
+        trigger(h.reading, [prompt, frames, rewrite], reading, queue=False, show_progress="hidden")
 
     def run(
         prompt,
@@ -186,15 +230,16 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         frames,
         size,
         schedule,
+        rewrite,
         batch,
         last_path,
         prev_path,
         request: gr.Request,
         progress=gr.Progress(),
     ):
-        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule)
+        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
         session = request.session_hash if request else "local"
-        for ev in h.generate(*settings, batch, session=session):
+        for ev in h.generate(*settings, batch=batch, session=session):
             if "progress" in ev:
                 progress(ev["progress"], desc=ev["status"])
             if "error" in ev:
@@ -203,6 +248,8 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 yield {status: f"**{ev['error']}**"}
                 return
             out = {status: ev["status"]} if "status" in ev else {}
+            if "reading" in ev:
+                out[reading] = ev["reading"]
             if "preview" in ev:
                 out[preview] = ev["preview"]
             if "result" in ev:
@@ -221,7 +268,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
     event = go.click(
         run,
         [*controls.as_list(), batch, last, previous],
-        [status, preview, video, image, shelf, last, previous],
+        [status, preview, video, image, shelf, last, previous, reading],
         concurrency_limit=1,
         concurrency_id=concurrency_id,
     )

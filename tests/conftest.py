@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.checkpoint import save_component  # noqa: E402
 from engine.models.generator import Generator  # noqa: E402
+from engine.models.rewrite import PromptRewriter  # noqa: E402
 from engine.models.tae import TAE  # noqa: E402
 from engine.train.recipe import PRESETS  # noqa: E402
 
@@ -30,6 +33,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     with torch.no_grad():  # an untrained generator outputs exactly zero; give it some signal
         gen.dit.out.weight.normal_(std=0.02)
     save_component(out / "t2v", "generator", p.generator, gen)
+    return out
+
+
+def tiny_rewriter(min_confidence: float) -> PromptRewriter:
+    """An untrained tiny prompt rewriter; min_confidence 0 makes it rewrite every prompt."""
+    torch.manual_seed(0)
+    return PromptRewriter(replace(PRESETS["tiny"].rewriter, min_confidence=min_confidence)).eval()
+
+
+@pytest.fixture()
+def rewriting_model(tiny_model_dir, tmp_path) -> Path:
+    """The tiny model folder plus a tiny rewriter that rewrites every prompt."""
+    out = tmp_path / "rewriting-model"
+    shutil.copytree(tiny_model_dir, out)
+    rw = tiny_rewriter(0.0)
+    save_component(out / "rewrite", "rewriter", rw.cfg, rw)
     return out
 
 

@@ -38,10 +38,10 @@ def free_port() -> int:
 
 
 @pytest.fixture()
-def studio(tiny_model_dir, tmp_path):
+def studio(rewriting_model, tmp_path):
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", str(tiny_model_dir)]
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", str(rewriting_model)]
     cmd += ["--outputs-dir", str(tmp_path / "outputs"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -68,7 +68,13 @@ def test_generate_history_compare(studio):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(studio)
-        page.locator("#t2v-prompt textarea").fill("a red circle moving left on a blue background")
+        page.locator("#t2v-prompt textarea").fill("a red circle moving left on a MAGENTA background")
+        # The rewriter's reading follows the prompt as it is typed, unknown words named.
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-reading')?.innerText || '').includes('ignored: magenta')",
+            timeout=30_000,
+        )
+        assert page.locator("#t2v-reading").inner_text().startswith("Read as")
 
         # Generate and watch the preview change while it runs.
         page.locator("#t2v-generate").click()

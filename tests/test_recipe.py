@@ -11,7 +11,7 @@ from engine.train.recipe import train
 
 def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     out = train("tiny", tmp_path / "model", device="cpu")
-    for part in ("tae", "t2v"):
+    for part in ("tae", "t2v", "rewrite"):
         assert (out / part / "model.safetensors").is_file()
         assert json.loads((out / part / "config.json").read_text())["config"]
     assert json.loads((out / "t2v" / "config.json").read_text())["refined"]  # the refine stage ran
@@ -25,6 +25,7 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     assert engine.tae.preview_weight.abs().sum() > 0  # preview map fitted
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
+    assert engine.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
 
 
 def test_same_seed_same_weights(tmp_path):

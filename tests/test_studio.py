@@ -37,7 +37,8 @@ def test_generate_streams_progress_previews_and_result(engine):
     h = T2VHandlers(engine, {})
     evs = run(h)
     assert [e["progress"] for e in evs if "progress" in e] == [(1, 3), (2, 3), (3, 3)]
-    assert "ETA" in evs[0]["status"]
+    assert evs[0] == {"reading": ""}  # the tiny model has no rewriter
+    assert "ETA" in evs[1]["status"]
     previews = [e["preview"] for e in evs if "preview" in e]
     assert len(previews) == 3 and previews[0].dtype == np.uint8 and previews[0].shape[0] == 128
     final = evs[-1]
@@ -120,3 +121,18 @@ def test_two_sessions_do_not_share_results(engine):
     for t in threads:
         t.join()
     assert out["u1"] != out["u2"] and "-11." in out["u1"] and "-12." in out["u2"]
+
+
+def test_the_tab_shows_how_the_prompt_is_read(rewriting_model, tmp_path):
+    engine = Engine(rewriting_model, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    h = T2VHandlers(engine, {})
+    assert h.reading("a MAGENTA star").startswith("Read as “") and "ignored: magenta" in h.reading("a MAGENTA star")
+    assert h.reading("a red star", rewrite=False) == "" and h.reading("   ") == ""
+    evs = run(h, prompt="red ball travelling from right to left, blue bg")
+    assert evs[0]["reading"] == h.reading("red ball travelling from right to left, blue bg", frames=8)
+    meta = json.loads(open(evs[-1]["result"].replace(".mp4", ".json")).read())
+    assert meta["rewrite"]["text"] in evs[0]["reading"]
+    off = run(h, rewrite=False)
+    assert off[0]["reading"] == ""
+    meta = json.loads(open(off[-1]["result"].replace(".mp4", ".json")).read())
+    assert meta["rewrite"] is None and settings_values(meta["request"])[8] is False

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..requests import T2VRequest
 from ..world.analyse import analyse, score
-from ..world.captions import free_caption
+from ..world.captions import SLOTS, caption_labels, free_caption
 from ..world.render import render
 from ..world.scene import Scene, ShapeObject, sample_scene
 
@@ -64,6 +64,119 @@ def handwritten_prompts() -> list[EvalItem]:
     return [EvalItem(p, s) for p, s in HANDWRITTEN]
 
 
+# Written as people type prompts, without the caption generator's phrase lists: other word forms
+# (leftwards, from left to right), other verbs (falling, rising, sitting), other sentence shapes
+# ("the background is blue"), shorthand ("bg") and typos. Scored the same way as the others.
+TYPED: tuple[tuple[str, Scene], ...] = (
+    ("a red circle moves leftwards on a blue background", _scene("blue", ("red", "circle", "left"))),
+    ("red ball travelling from right to left, blue background", _scene("blue", ("red", "circle", "left"))),
+    ("the background is white and a green square is falling", _scene("white", ("green", "square", "down"))),
+    ("yellow star flying upward on black", _scene("black", ("yellow", "star", "up"))),
+    ("a purple triangle sitting on an orange background", _scene("orange", ("purple", "triangle", "still"))),
+    ("pink star zooming in, cyan bg", _scene("cyan", ("pink", "star", "growing"))),
+    ("a white circle that gets tiny on green", _scene("green", ("white", "circle", "shrinking"))),
+    ("an orange triangle going rigth on a gray background", _scene("gray", ("orange", "triangle", "right"))),
+    ("a black circle moving rightward on yellow", _scene("yellow", ("black", "circle", "right"))),
+    ("blue square sinking down on a pink background", _scene("pink", ("blue", "square", "down"))),
+    ("a cyan triangle climbing up over a red background", _scene("red", ("cyan", "triangle", "up"))),
+    ("background: purple. a yellow circle that stays still", _scene("purple", ("yellow", "circle", "still"))),
+    ("green star slowly getting larger against white", _scene("white", ("green", "star", "growing"))),
+    ("a grey sqaure drifting to the left on a blue backround", _scene("blue", ("gray", "square", "left"))),
+    ("a motionless red triangle on black", _scene("black", ("red", "triangle", "still"))),
+    ("white star moving from left to right on an orange background", _scene("orange", ("white", "star", "right"))),
+    ("a pink cirlce shrinking on a gray background", _scene("gray", ("pink", "circle", "shrinking"))),
+    ("black box rising on a cyan background", _scene("cyan", ("black", "square", "up"))),
+    (
+        "a yellow triangle dropping from top to bottom, green background",
+        _scene("green", ("yellow", "triangle", "down")),
+    ),
+    ("an orange ball, static, on a white background", _scene("white", ("orange", "circle", "still"))),
+    ("violet star getting smaller on a yellow backdrop", _scene("yellow", ("purple", "star", "shrinking"))),
+    ("a blue triange moving downwards on white", _scene("white", ("blue", "triangle", "down"))),
+    ("teal square scaling up on a black background", _scene("black", ("cyan", "square", "growing"))),
+    ("a red star gliding left over a green background", _scene("green", ("red", "star", "left"))),
+    ("a white square that doesn't move, on red", _scene("red", ("white", "square", "still"))),
+    ("green circle floating upwards on a purple background", _scene("purple", ("green", "circle", "up"))),
+    ("a gray star becoming bigger on a pink background", _scene("pink", ("gray", "star", "growing"))),
+    ("black background, an orange square heading to the right", _scene("black", ("orange", "square", "right"))),
+    ("a purple circle sliding rightwards on cyan", _scene("cyan", ("purple", "circle", "right"))),
+    ("yellow square, moving up, on a blue bg", _scene("blue", ("yellow", "square", "up"))),
+    ("a cyan star shrinking away on an orange background", _scene("orange", ("cyan", "star", "shrinking"))),
+    (
+        "a pink triangle that moves to the left side on a black background",
+        _scene("black", ("pink", "triangle", "left")),
+    ),
+    (
+        "a red square going up while a blue circle goes down on a white background",
+        _scene("white", ("red", "square", "up"), ("blue", "circle", "down")),
+    ),
+    (
+        "the background is black; a yellow star grows and a green ball stays still",
+        _scene("black", ("yellow", "star", "growing"), ("green", "circle", "still")),
+    ),
+    (
+        "two shapes on gray: an orange triangle moving leftwards and a white square moving rightwards",
+        _scene("gray", ("orange", "triangle", "left"), ("white", "square", "right")),
+    ),
+    (
+        "pink circle falling + cyan square rising, purple bg",
+        _scene("purple", ("pink", "circle", "down"), ("cyan", "square", "up")),
+    ),
+    (
+        "a blue star shrinking next to a red triangle that is not moving, on yellow",
+        _scene("yellow", ("blue", "star", "shrinking"), ("red", "triangle", "still")),
+    ),
+    (
+        "green background with a black circle going left and a white star going right",
+        _scene("green", ("black", "circle", "left"), ("white", "star", "right")),
+    ),
+    (
+        "an orange box getting bigger and a purple ball moving down on a cyan background",
+        _scene("cyan", ("orange", "square", "growing"), ("purple", "circle", "down")),
+    ),
+    (
+        "a grey triangle travelling upward, a yellow circle travelling downward, blue background",
+        _scene("blue", ("gray", "triangle", "up"), ("yellow", "circle", "down")),
+    ),
+    (
+        "on a white backround a red star moving rigth and a green sqaure moving left",
+        _scene("white", ("red", "star", "right"), ("green", "square", "left")),
+    ),
+    (
+        "a cyan circle sitting still beside a pink star that shrinks, black background",
+        _scene("black", ("cyan", "circle", "still"), ("pink", "star", "shrinking")),
+    ),
+    (
+        "Yellow square moving left. Blue triangle growing. Red background.",
+        _scene("red", ("yellow", "square", "left"), ("blue", "triangle", "growing")),
+    ),
+    (
+        "a white circle rises while a black square falls, on an orange backdrop",
+        _scene("orange", ("white", "circle", "up"), ("black", "square", "down")),
+    ),
+    (
+        "purple star expanding and teal triangle contracting on grey",
+        _scene("gray", ("purple", "star", "growing"), ("cyan", "triangle", "shrinking")),
+    ),
+    (
+        "a green triangle moving from left to right with a red circle that stays put, on a white background",
+        _scene("white", ("green", "triangle", "right"), ("red", "circle", "still")),
+    ),
+    (
+        "pink square drifting downwards and orange star floating up over a blue background",
+        _scene("blue", ("pink", "square", "down"), ("orange", "star", "up")),
+    ),
+    (
+        "black star moving left and a yellow ball getting smaller, the background is green",
+        _scene("green", ("black", "star", "left"), ("yellow", "circle", "shrinking")),
+    ),
+)
+
+
+def typed_prompts() -> list[EvalItem]:
+    return [EvalItem(p, s) for p, s in TYPED]
+
+
 def held_out_prompts(n_one: int = 24, n_two: int = 24, seed: int = 0) -> list[EvalItem]:
     rng = np.random.default_rng(10_000 + seed)
     items = []
@@ -97,8 +210,14 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
     by_n = {1: [], 2: []}
     truth = []  # the same prompts' true clips, read by the analyser: the most any model can score
+    read = []  # the prompt rewriter read the prompt exactly (when the engine rewrites)
+    rewrite = getattr(engine, "rewrite", lambda req: None)
     for i, item in enumerate(items):
         req = replace(base, prompt=item.prompt, seed=i)
+        reading = rewrite(req)
+        if reading is not None:
+            want = [c[k] for (_, c), k in zip(SLOTS, caption_labels(item.scene, req.frames == 1), strict=True)]
+            read.append(reading.sure and list(reading.read.values()) == want)
         res = engine.generate(req)
         analysis = analyse(res.frames)
         sc = score(analysis, item.scene, image=req.frames == 1)
@@ -114,4 +233,6 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}
     out["truth_satisfied"] = float(np.mean(truth))
+    if read:
+        out["read_exactly"] = float(np.mean(read))
     return out

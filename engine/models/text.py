@@ -38,6 +38,9 @@ class WordEncoderConfig:
     summary_tokens: int = 8
     # Parse head sizes, one per slot (see engine/world/captions.SLOTS); 0 = no head.
     slot_classes: tuple[int, ...] = ()
+    # Add each word's letter trigrams (fastText-style) to its embedding, so a misspelt or inflected
+    # word ("rigth", "leftwards") lands near the word it came from. The prompt rewriter uses it.
+    subwords: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,26 @@ def tokenize(prompts: list[str], max_len: int, vocab: int) -> tuple[torch.Tensor
     return ids, ids != PAD
 
 
+def trigram_ids(prompts: list[str], length: int, vocab: int, per_word: int = 12) -> torch.Tensor:
+    """Hashed letter trigrams of each word of "<word>" (B, length, per_word), 0 = none, aligned
+    with tokenize()'s ids (position 0 is BOS, which has none)."""
+    out = torch.zeros(len(prompts), length, per_word, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        for j, w in enumerate(words(p)[: length - 1]):
+            w = f"<{w}>"
+            grams = [zlib.crc32(b"3:" + w[k : k + 3].encode()) % (vocab - 1) + 1 for k in range(len(w) - 2)]
+            grams = grams[:per_word]
+            out[i, j + 1, : len(grams)] = torch.tensor(grams)
+    return out
+
+
 class WordEncoder(nn.Module):
     def __init__(self, cfg: WordEncoderConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.width
         self.embed = nn.Embedding(cfg.vocab, d)
+        self.trigrams = nn.Embedding(cfg.vocab, d, padding_idx=0) if cfg.subwords else None
         self.pos = nn.Parameter(torch.randn(cfg.max_len, d) * 0.02)
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.heads, 3 * d) for _ in range(cfg.depth))
         self.norm = RMSNorm(d)
@@ -90,6 +107,10 @@ class WordEncoder(nn.Module):
         ids, mask = tokenize(prompts, self.cfg.max_len, self.cfg.vocab)
         ids, mask = ids.to(dev), mask.to(dev)
         x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
+        if self.trigrams is not None:
+            grams = trigram_ids(prompts, ids.shape[1], self.cfg.vocab).to(dev)  # (B, L, G)
+            count = (grams != 0).sum(-1, keepdim=True).clamp_min(1)  # (B, L, 1)
+            x = x + self.trigrams(grams).sum(2) / count.sqrt()  # (B, L, D)
         for block in self.blocks:
             x = block(x, mask)
         x = self.norm(x)

@@ -20,6 +20,7 @@ import torch
 
 from ..checkpoint import save_component
 from ..models.generator import GeneratorConfig
+from ..models.rewrite import PromptRewriter, RewriterConfig
 from ..models.tae import TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
@@ -44,6 +45,9 @@ class Preset:
     # Generator weights on disk. bf16 halves the file and costs nothing at inference, where the
     # transformer runs under bf16 autocast anyway; the refine stage starts from what was saved.
     generator_dtype: str = "float32"
+    # The prompt rewriter (engine/models/rewrite.py): a parser of typed prompts, trained on its own.
+    rewriter: RewriterConfig | None = None
+    rewrite_train: TextTrainConfig | None = None
     threads: int = 2
     notes: str = field(default="")
 
@@ -70,6 +74,10 @@ PRESETS: dict[str, Preset] = {
         ),
         decoder_train=DecoderTrainConfig(steps=3, batch=2, frames=4, image_batch=2, pool=4, hard_share=0.5),
         generator_dtype="bfloat16",
+        rewriter=RewriterConfig(
+            words=WordEncoderConfig(width=32, depth=1, heads=2, slot_classes=SLOT_CLASSES, subwords=True)
+        ),
+        rewrite_train=TextTrainConfig(steps=3, batch=8, typed=True),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -102,17 +110,20 @@ PRESETS: dict[str, Preset] = {
         # 4500 steps over 3000 clips beat 1800 over 1500 on every TAE figure (35.3 vs 35.0 dB).
         decoder_train=DecoderTrainConfig(steps=4500, lr=3e-4, edge_weight=0.5, hard_share=0.5, pool=3000),
         generator_dtype="bfloat16",
+        rewriter=RewriterConfig(),
+        rewrite_train=TextTrainConfig(steps=3000, typed=True, seed=3),
     ),
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder")
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite")
 
 
 def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
     """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
     joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
-    (decoder-only fine-tune on the fixed latent space). A stage left out reuses what `out` holds."""
+    (decoder-only fine-tune on the fixed latent space), rewrite (the prompt rewriter; presets that
+    have it). A stage left out reuses what `out` holds."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
@@ -126,13 +137,14 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
     rt = setup(device, p.threads)
     out = Path(out)
     t0 = time.perf_counter()
+    tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    else:
+    elif {"t2v", "refine", "decoder"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
-    if rt.main:
+    if rt.main and tae is not None:
         print(f"[recipe] tae ready at {time.perf_counter() - t0:.0f}s", flush=True)
     if "t2v" in stages:
         words = train_text(p.text_train, p.generator.text.words, rt)
@@ -161,6 +173,14 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
             print(f"[recipe] refine ready at {time.perf_counter() - t0:.0f}s", flush=True)
     if "decoder" in stages and p.decoder_train.steps:
         finetune_decoder(p.decoder_train, tae, out / "tae", rt)
+    if "rewrite" in stages and p.rewriter is not None and p.rewrite_train is not None:
+        rewriter = PromptRewriter(p.rewriter)
+        rewriter.words.load_state_dict(train_text(p.rewrite_train, p.rewriter.words, rt).state_dict())
+        typed, free = parse_accuracy(rewriter.words, typed=True), parse_accuracy(rewriter.words)
+        if rt.main:
+            meta = {"typed_parse_accuracy": typed, "free_parse_accuracy": free}
+            save_component(out / "rewrite", "rewriter", p.rewriter, rewriter.cpu(), meta)
+            print(f"[recipe] rewriter parses {typed:.3f} typed / {free:.3f} free captions exactly", flush=True)
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
     return out

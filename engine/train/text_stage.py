@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..models.text import WordEncoder, WordEncoderConfig
 from ..world.captions import free_caption
 from ..world.scene import sample_scene
+from ..world.typed import typed_caption
 from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
 
 
@@ -26,13 +27,22 @@ class TextTrainConfig:
     lr: float = 2e-3
     image_fraction: float = 0.25
     seed: int = 1
+    typed: bool = False  # train on typed_caption (the prompt rewriter) instead of free_caption
 
 
-def caption_batch(rng: np.random.Generator, n: int, image_fraction: float) -> tuple[list[str], torch.Tensor]:
+def parse_labels(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Slot logits -> predicted class per slot (B, slots)."""
+    return torch.stack([lg.argmax(-1) for lg in logits], 1)
+
+
+def caption_batch(
+    rng: np.random.Generator, n: int, image_fraction: float, typed: bool = False
+) -> tuple[list[str], torch.Tensor]:
+    phrase = typed_caption if typed else free_caption
     texts, labels = [], []
     for _ in range(n):
         image = rng.random() < image_fraction
-        cap = free_caption(rng, sample_scene(rng, image=image, held_out=None), image=image)
+        cap = phrase(rng, sample_scene(rng, image=image, held_out=None), image=image)
         texts.append(cap.text)
         labels.append(cap.labels)
     return texts, torch.tensor(labels)
@@ -46,7 +56,7 @@ def train_text(tcfg: TextTrainConfig, mcfg: WordEncoderConfig, rt: Runtime) -> W
     log = Logger(rt, "text", tcfg.steps, every=100)
     for step in range(tcfg.steps):
         set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr))
-        texts, labels = caption_batch(rng, tcfg.batch, tcfg.image_fraction)
+        texts, labels = caption_batch(rng, tcfg.batch, tcfg.image_fraction, tcfg.typed)
         labels = labels.to(rt.device)
         with rt.autocast():
             tokens, _ = enc(texts)
@@ -56,16 +66,16 @@ def train_text(tcfg: TextTrainConfig, mcfg: WordEncoderConfig, rt: Runtime) -> W
         loss.backward()
         rt.average_gradients(enc.parameters())
         opt.step()
-        acc = torch.stack([lg.argmax(-1) == labels[:, i] for i, lg in enumerate(logits)]).all(0).float().mean()
+        acc = (parse_labels(logits) == labels).all(1).float().mean()
         log.log(step, loss=loss.item(), exact=acc.item())
     return enc.eval()
 
 
 @torch.no_grad()
-def parse_accuracy(enc: WordEncoder, n: int = 1000, seed: int = 777) -> float:
-    """Fraction of fresh free captions (held-out combinations included) parsed exactly right."""
+def parse_accuracy(enc: WordEncoder, n: int = 1000, seed: int = 777, typed: bool = False) -> float:
+    """Fraction of fresh free (or typed) captions, held-out combinations included, parsed exactly."""
     rng = np.random.default_rng(seed)
-    texts, labels = caption_batch(rng, n, 0.25)
+    texts, labels = caption_batch(rng, n, 0.25, typed)
     tokens, _ = enc(texts)
-    pred = torch.stack([lg.argmax(-1) for lg in enc.parse_logits(tokens)], 1).cpu()
+    pred = parse_labels(enc.parse_logits(tokens)).cpu()
     return float((pred == labels).all(1).float().mean())

@@ -142,3 +142,19 @@ def caption_labels(
         else:
             labels += [COLOR_CLASSES.index(NONE), SHAPE_CLASSES.index(NONE), MOTION_CLASSES.index(NONE)]
     return tuple(labels)
+
+
+def caption_from_labels(labels: tuple[int, ...] | list[int], image: bool = False) -> str:
+    """The canonical caption of a parse (inverse of caption_labels): what is unspecified is left
+    out ('a red circle moving left', 'a red circle on a blue background'), as in training."""
+    names = [classes[i] for (_, classes), i in zip(SLOTS, labels, strict=True)]
+    bg, objs = names[0], []
+    for color, shape, motion in (names[1:4], names[4:7]):
+        if NONE in (color, shape):
+            continue
+        phrase = f"{_an(color)} {color} {shape}"
+        if not image and motion not in (UNSPECIFIED, NONE):
+            phrase += " " + (motion if motion in ("growing", "shrinking") else MOTION_WORDS[motion][0])
+        objs.append(phrase)
+    text = " and ".join(objs)
+    return text if bg == UNSPECIFIED else f"{text} on {_an(bg)} {bg} background"
