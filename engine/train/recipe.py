@@ -4,7 +4,7 @@
 
 rebuilds the shipped default model from scratch with fixed seeds: TAE -> text encoder parse
 pre-training -> text-to-image warm-up -> joint image + video -> video-only refinement -> decoder
-fine-tune. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is the same design sized
+fine-tune -> prompt rewriter. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is the same design sized
 for our 2-core CPU. The same command runs under
 `torchrun --nproc-per-node N python -m engine train ...` with DDP.
 """
