@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +15,7 @@ from engine.models.text import WordEncoder, WordEncoderConfig, tokenize, trigram
 from engine.requests import T2VRequest
 from engine.world.captions import SLOTS, canonical_caption, caption_from_labels, caption_labels
 from engine.world.scene import sample_scene
-from engine.world.typed import known_words, typed_caption, typo, unknown_words
+from engine.world.typed import add_filler, known_words, typed_caption, typo, unknown_words
 
 
 def test_typed_captions_say_what_the_scene_holds():
@@ -22,11 +23,22 @@ def test_typed_captions_say_what_the_scene_holds():
     for i in range(300):
         image = i % 5 == 0
         scene = sample_scene(rng, n_objects=1 + i % 2, image=image)
-        cap = typed_caption(rng, scene, image=image, omit=0.0, typos=0.0)
+        cap = typed_caption(rng, scene, image=image, omit=0.0, typos=0.0, fillers=0.0)
         assert cap.labels == caption_labels(scene, image)
         assert unknown_words(cap.text) == []  # every word it writes is one the model is taught
         # The object words are there (typed synonyms allowed), in the order of the objects.
         assert all(o.color in cap.text.lower() or o.color in ("cyan", "purple", "gray") for o in scene.objects)
+
+
+def test_filler_keeps_the_prompt_and_is_never_a_word_the_model_is_taught():
+    rng = np.random.default_rng(3)
+    text = "a red circle moving left on a blue background"
+    for _ in range(200):
+        noisy = add_filler(rng, text)
+        added = re.findall(r"[a-z0-9]+", noisy)
+        for w in text.split():  # the prompt's words are all there, in order
+            added = added[added.index(w) + 1 :]
+        assert unknown_words(noisy) and all(w not in known_words() for w in unknown_words(noisy))
 
 
 def test_unknown_words_tolerate_one_slip_and_flag_the_rest():
@@ -136,3 +148,7 @@ def test_colours_in_a_reading_are_distinct():
     labels, sure = read_slots(probs)
     assert BG_CLASSES[labels[0]] == "blue" and COLOR_CLASSES[labels[1]] == "purple"  # never blue on blue
     assert COLOR_CLASSES[labels[4]] == "none" and sure == 0.5
+    probs[5] = torch.zeros(len(SLOTS[5][1]))
+    probs[5][0] = 1.0  # a shape for an object with no colour: still no second object
+    labels, _ = read_slots(probs)
+    assert [SLOTS[k][1][labels[k]] for k in (4, 5, 6)] == ["none"] * 3

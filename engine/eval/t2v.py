@@ -66,7 +66,8 @@ def handwritten_prompts() -> list[EvalItem]:
 
 # Written as people type prompts, without the caption generator's phrase lists: other word forms
 # (leftwards, from left to right), other verbs (falling, rising, sitting), other sentence shapes
-# ("the background is blue"), shorthand ("bg") and typos. Scored the same way as the others.
+# ("the background is blue"), shorthand ("bg"), typos, and words that add nothing ("make me a video
+# of", "4k"). Scored the same way as the others.
 TYPED: tuple[tuple[str, Scene], ...] = (
     ("a red circle moves leftwards on a blue background", _scene("blue", ("red", "circle", "left"))),
     ("red ball travelling from right to left, blue background", _scene("blue", ("red", "circle", "left"))),
@@ -169,6 +170,29 @@ TYPED: tuple[tuple[str, Scene], ...] = (
     (
         "black star moving left and a yellow ball getting smaller, the background is green",
         _scene("green", ("black", "star", "left"), ("yellow", "circle", "shrinking")),
+    ),
+    # With words that say nothing the world can show (requests, style, other nouns).
+    (
+        "a pink cirlce shrinking on a gray backround, slowly, like a magenta balloon",
+        _scene("gray", ("pink", "circle", "shrinking")),
+    ),
+    ("make me a video of a red circle moving left on a blue background", _scene("blue", ("red", "circle", "left"))),
+    ("cinematic shot: a yellow star growing on black, 4k", _scene("black", ("yellow", "star", "growing"))),
+    ("pls show a green square going up on white thx", _scene("white", ("green", "square", "up"))),
+    (
+        "a cute blue triangle moving right on an orange background, high quality",
+        _scene("orange", ("blue", "triangle", "right")),
+    ),
+    ("I want a white star falling on a purple background", _scene("purple", ("white", "star", "down"))),
+    ("animation of a black circle shrinking on a cyan background", _scene("cyan", ("black", "circle", "shrinking"))),
+    (
+        "simple clip - orange square standing still, pink background, no text",
+        _scene("pink", ("orange", "square", "still")),
+    ),
+    ("a red ball bouncing to the right on a green background", _scene("green", ("red", "circle", "right"))),
+    (
+        "hey! can you do a purple star moving down and a yellow circle moving up on gray",
+        _scene("gray", ("purple", "star", "down"), ("yellow", "circle", "up")),
     ),
 )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..world.captions import SLOTS, caption_from_labels
+from ..world.captions import NONE, SLOTS, caption_from_labels
 from ..world.palette import COLOR_NAMES
 from ..world.typed import unknown_words
 from .text import WordEncoder, WordEncoderConfig
@@ -72,7 +72,8 @@ def read_slots(probs: list[torch.Tensor]) -> tuple[list[int], float]:
     Every colour in a scene is distinct (WORLD.md), so the background and object colours are
     read together: the surest of them first, each of the others taking its best colour not yet
     taken. "a circle moving left on blue" names no colour for the circle; it becomes the likeliest
-    colour other than blue, never a blue circle on blue.
+    colour other than blue, never a blue circle on blue. An object without a colour or a shape is
+    no object at all.
     """
     labels = [int(p.argmax()) for p in probs]
     top = [float(p.max()) for p in probs]
@@ -83,6 +84,10 @@ def read_slots(probs: list[torch.Tensor]) -> tuple[list[int], float]:
         labels[k] = int(p.argmax())
         if labels[k] < len(COLOR_NAMES):
             taken.add(labels[k])
+    for obj in (SLOTS[1:4], SLOTS[4:7]):  # an object with no colour or no shape is no object
+        first = SLOTS.index(obj[0])
+        if NONE in (obj[0][1][labels[first]], obj[1][1][labels[first + 1]]):
+            labels[first : first + 3] = [classes.index(NONE) for _, classes in obj]
     return labels, min(top)
 
 

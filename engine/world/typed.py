@@ -98,6 +98,47 @@ _ADVERBS = ("slowly", "quickly", "steadily", "gradually", "smoothly", "fast")
 _ADJECTIVES = ("little", "small", "big", "bright", "solid", "plain", "single", "simple", "flat")
 _JOINS = (" and ", ", ", " with ", " plus ", " + ", " while ", " as ", " next to ", " beside ", " alongside ")
 _JOINS += (". ", "; ", " and also ", " & ")
+# Words people add that say nothing the world can show: requests, media words, style, mood, other
+# nouns. Words the model is taught, or one slip away from one, are left out when used ("object" is
+# "objects" mistyped); so are size and negation words, which could change what a prompt means.
+_FILLER = """video clip animation gif scene shot image picture render frame please pls make me show want i can
+you do create generate draw give hey hi ok so nice cute cool pretty beautiful lovely high quality hd 4k 8k
+cinematic realistic style simple minimal clean fun happy sad funny weird like balloon bubble sun moon sky sea
+my for presentation kid kids logo icon cartoon pixel art retro neon glowing shiny soft sharp very really just
+some kind of thing object shape shapes thingy now then here there again this one please thanks thx wow
+lol seconds long loop looping music sound dancing bouncing spinning rotating wobbling jumping happily""".split()
+_NOT_FILLER = {"big", "small", "little", "tiny", "large", "huge", "no", "not", "none", "without"}
+
+
+@cache
+def _filler_words() -> tuple[str, ...]:
+    return tuple(w for w in dict.fromkeys(_FILLER) if unknown_words(w) and w not in _NOT_FILLER)
+
+
+def _babble(rng: np.random.Generator, n: int) -> str:
+    """n filler words; now and then a made-up one, so that any unseen word reads as filler."""
+    words = _filler_words()
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.15:
+            out.append("".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), int(rng.integers(3, 9)))))
+        else:
+            out.append(_pick(rng, words))
+    return " ".join(out)
+
+
+def add_filler(rng: np.random.Generator, text: str) -> str:
+    """Filler before, after or inside the prompt; what it says is unchanged."""
+    r = rng.random()
+    if r < 0.4:
+        return _babble(rng, int(rng.integers(1, 5))) + _pick(rng, (" ", ": ", ", ", " - ")) + text
+    if r < 0.8:
+        return text + _pick(rng, (" ", ", ", ". ", " - ", " (")) + _babble(rng, int(rng.integers(1, 5)))
+    words = text.split(" ")
+    k = int(rng.integers(len(words) + 1))
+    return " ".join(words[:k] + [_babble(rng, int(rng.integers(1, 3)))] + words[k:])
+
+
 _BG_NOUNS = ("background", "background", "background", "backdrop", "bg", "backround", "backgound")
 
 
@@ -191,7 +232,12 @@ def typo(rng: np.random.Generator, word: str) -> str:
 
 
 def typed_caption(
-    rng: np.random.Generator, scene: Scene, image: bool = False, omit: float = 0.1, typos: float = 0.25
+    rng: np.random.Generator,
+    scene: Scene,
+    image: bool = False,
+    omit: float = 0.1,
+    typos: float = 0.25,
+    fillers: float = 0.35,
 ) -> Caption:
     """A prompt as someone might type it, with its parse labels (same labels as free_caption)."""
     if rng.random() < 0.3:  # the generator's own phrasings stay part of what the rewriter reads
@@ -207,6 +253,8 @@ def typed_caption(
     if say_bg:
         phrase, how = _background(rng, scene.background)
         text = _join(text, phrase, how, rng)
+    for _ in range(int(rng.random() < fillers) + int(rng.random() < fillers / 4)):
+        text = add_filler(rng, text)
     words = text.split(" ")
     for _ in range(int(rng.random() < typos) + int(rng.random() < typos / 5)):
         k = int(rng.integers(len(words)))
@@ -219,7 +267,7 @@ def typed_caption(
 
 # Words that carry no scene content in either caption generator.
 _GLUE = "a an the that is which and also with plus on against over in front of top two shapes objects it".split()
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def _words(text: str) -> list[str]:
