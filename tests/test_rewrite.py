@@ -152,3 +152,19 @@ def test_colours_in_a_reading_are_distinct():
     probs[5][0] = 1.0  # a shape for an object with no colour: still no second object
     labels, _ = read_slots(probs)
     assert [SLOTS[k][1][labels[k]] for k in (4, 5, 6)] == ["none"] * 3
+
+
+def test_a_reading_without_objects_leaves_the_prompt_as_typed():
+    rw = _tiny_rewriter(0.0)
+
+    def no_objects(tokens):  # every slot sure; both colour slots say "none"
+        out = []
+        for name, classes in SLOTS:
+            logits = torch.full((tokens.shape[0], len(classes)), -10.0)
+            logits[:, classes.index("none") if name.startswith("color") else 0] = 10.0
+            out.append(logits)
+        return out
+
+    rw.words.parse_logits = no_objects
+    r = rw(["just a blue background"])[0]
+    assert not r.sure and r.text == "just a blue background" and r.confidence > 0.99

@@ -104,7 +104,8 @@ class PromptRewriter(nn.Module):
         out = []
         for i, prompt in enumerate(prompts):
             lab, conf = read_slots([p[i] for p in probs])
-            sure = conf >= self.cfg.min_confidence
+            named = {SLOTS[k][1][lab[k]] for k in (1, 4)} != {NONE}  # a reading with no object says nothing
+            sure = conf >= self.cfg.min_confidence and named
             out.append(
                 Rewrite(
                     prompt=prompt,
