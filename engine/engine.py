@@ -21,7 +21,18 @@ from .checkpoint import config_from_dict, file_digest, load_weights, read_config
 from .models.generator import Generator, GeneratorConfig
 from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
-from .requests import Cancelled, CancelToken, Error, Event, Preview, Progress, RequestError, Result, T2VRequest
+from .requests import (
+    MAX_PROMPT_CHARS,
+    Cancelled,
+    CancelToken,
+    Error,
+    Event,
+    Preview,
+    Progress,
+    RequestError,
+    Result,
+    T2VRequest,
+)
 from .tasks import denoise, prepare_t2v
 from .video_io import write_png, write_video
 from .world.data import to_frames
@@ -83,6 +94,8 @@ class Engine:
     def rewrite(self, req: T2VRequest) -> Rewrite | None:
         """What the generator will be given for this request's prompt (None: the prompt as typed)."""
         if not req.rewrite or self.rewriter is None or not req.prompt.strip():
+            return None
+        if len(req.prompt) > MAX_PROMPT_CHARS:  # refused by validate(); not worth reading (studio reads as you type)
             return None
         return self.rewriter([req.prompt], image=req.frames == 1)[0]
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from .sampling import SCHEDULES
 
+MAX_PROMPT_CHARS = 500
+
 
 class RequestError(ValueError):
     """A request the engine cannot run; the message says what was wrong and what is accepted."""
@@ -39,8 +41,8 @@ class T2VRequest:
             raise RequestError(
                 "The prompt is empty. Describe the clip, e.g. 'a red circle moving left on a blue background'."
             )
-        if len(self.prompt) > 500:
-            raise RequestError(f"The prompt is {len(self.prompt)} characters; at most 500 are accepted.")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise RequestError(f"The prompt is {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
         if not 1 <= self.steps <= 500:
             raise RequestError(f"steps must be between 1 and 500, got {self.steps}.")
         if not 0.0 <= self.guidance <= 30.0:

@@ -168,3 +168,9 @@ def test_a_reading_without_objects_leaves_the_prompt_as_typed():
     rw.words.parse_logits = no_objects
     r = rw(["just a blue background"])[0]
     assert not r.sure and r.text == "just a blue background" and r.confidence > 0.99
+
+
+def test_an_overlong_prompt_is_not_read(rewriting_model, tmp_path):
+    engine = Engine(rewriting_model, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
+    assert engine.rewrite(T2VRequest(prompt="red " * 125)) is not None  # 500 characters: read
+    assert engine.rewrite(T2VRequest(prompt="red " * 30_000)) is None  # refused by validate() anyway
