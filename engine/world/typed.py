@@ -1,6 +1,7 @@
 """Prompts as people type them, beyond the caption generator's phrase lists: other word forms
 ("leftwards", "from left to right"), other verbs ("falling", "sitting"), other sentence shapes
-("the background is blue", "bg"), filler words ("slowly", "little") and typos.
+("the background is blue", "bg"), words that add nothing ("slowly", "make me a video of", "4k",
+made-up words) and typos.
 
 This text trains the prompt rewriter (engine/models/rewrite.py), which reads a prompt into what it
 says and hands the generator the canonical caption. It is kept apart from `free_caption` on
