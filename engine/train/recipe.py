@@ -42,7 +42,6 @@ class Preset:
     t2v_train: T2VTrainConfig
     decoder_train: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
     refine_train: T2VTrainConfig | None = None  # a video-only stage after the joint one
-    polish_train: T2VTrainConfig | None = None  # a further continuation, sized for what refine was not
     # Generator weights on disk. bf16 halves the file and costs nothing at inference, where the
     # transformer runs under bf16 autocast anyway; the refine stage starts from what was saved.
     generator_dtype: str = "float32"
@@ -72,9 +71,6 @@ PRESETS: dict[str, Preset] = {
         ),
         refine_train=T2VTrainConfig(
             videos=4, images=0, frames=8, image_steps=0, joint_steps=2, image_every=0, video_batch=2, two_objects=0.7
-        ),
-        polish_train=T2VTrainConfig(
-            videos=4, images=0, frames=8, image_steps=0, joint_steps=2, image_every=0, video_batch=2, seed=7
         ),
         decoder_train=DecoderTrainConfig(steps=3, batch=2, frames=4, image_batch=2, pool=4, hard_share=0.5),
         generator_dtype="bfloat16",
@@ -110,20 +106,6 @@ PRESETS: dict[str, Preset] = {
         refine_train=dataclasses.replace(
             V2_JOINT, images=0, image_steps=0, joint_steps=3300, image_every=0, lr=4e-4, two_objects=0.67, seed=5
         ),
-        # Sized for our 2-core CPU (~80 min), since no GPU was at hand: 1600 more steps of 48 fresh
-        # clips at a tenth of the peak rate, four in five with two objects (the weak spot: 50%).
-        polish_train=T2VTrainConfig(
-            videos=8000,
-            images=0,
-            image_steps=0,
-            joint_steps=1600,
-            image_every=0,
-            video_batch=48,
-            lr=1.5e-4,
-            ema=0.998,
-            two_objects=0.8,
-            seed=7,
-        ),
         # Decoder only (the latent space, so the generator, is untouched), half the objects stars.
         # 4500 steps over 3000 clips beat 1800 over 1500 on every TAE figure (35.3 vs 35.0 dB).
         decoder_train=DecoderTrainConfig(steps=4500, lr=3e-4, edge_weight=0.5, hard_share=0.5, pool=3000),
@@ -134,24 +116,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-STAGES = ("tae", "t2v", "refine", "polish", "decoder", "rewrite")
-
-
-def _continue_t2v(out: Path, p: Preset, cfg: T2VTrainConfig, tae, rt, stage: str) -> None:
-    """Go on training the generator saved in out/t2v with a later stage's own data and schedule,
-    and save it back in place, marked with the stage's name (refined / polished)."""
-    from ..checkpoint import load_weights, read_config
-    from ..models.generator import Generator
-
-    meta = read_config(out / "t2v")
-    start = load_weights(out / "t2v", Generator(p.generator))
-    gen = train_t2v(cfg, p.generator, tae, None, rt, init=start)
-    if rt.main:
-        kept = {k: v for k, v in meta.items() if k not in ("kind", "config")}
-        mark = {"refine": "refined", "polish": "polished"}[stage]
-        save_component(
-            out / "t2v", "generator", p.generator, gen, kept | {mark: True}, getattr(torch, p.generator_dtype)
-        )
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite")
 
 
 def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
@@ -175,7 +140,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
     tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "polish", "decoder"} & set(stages):
+    elif {"t2v", "refine", "decoder"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
@@ -190,11 +155,22 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
         if rt.main:
             save_component(out / "t2v", "generator", p.generator, gen, {"text_parse_accuracy": acc}, gen_dtype)
             print(f"[recipe] t2v ready at {time.perf_counter() - t0:.0f}s", flush=True)
-    for stage, cfg in (("refine", p.refine_train), ("polish", p.polish_train)):
-        if stage in stages and cfg is not None:
-            _continue_t2v(out, p, cfg, tae, rt, stage)
-            if rt.main:
-                print(f"[recipe] {stage} ready at {time.perf_counter() - t0:.0f}s", flush=True)
+    if "refine" in stages and p.refine_train is not None:
+        from ..models.generator import Generator
+
+        meta = read_config(out / "t2v")
+        start = load_weights(out / "t2v", Generator(p.generator))
+        gen = train_t2v(p.refine_train, p.generator, tae, None, rt, init=start)
+        if rt.main:
+            save_component(
+                out / "t2v",
+                "generator",
+                p.generator,
+                gen,
+                {k: v for k, v in meta.items() if k not in ("kind", "config")} | {"refined": True},
+                gen_dtype,
+            )
+            print(f"[recipe] refine ready at {time.perf_counter() - t0:.0f}s", flush=True)
     if "decoder" in stages and p.decoder_train.steps:
         finetune_decoder(p.decoder_train, tae, out / "tae", rt)
     if "rewrite" in stages and p.rewriter is not None and p.rewrite_train is not None:
