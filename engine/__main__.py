@@ -72,7 +72,7 @@ def cmd_generate(args) -> int:
 
     engine = _engine(args)
     req = _request(args, args.prompt)
-    rewrite = engine.rewrite(req) if req.prompt.strip() else None
+    rewrite = engine.rewrite(req)  # None when off, empty or over-long (run() then says what was wrong)
     if rewrite is not None and not args.quiet:
         print(rewrite.describe(), file=sys.stderr)
     for ev in engine.run(req, out=args.out, previews=False):

@@ -15,20 +15,16 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..world.captions import NONE, SLOTS, caption_from_labels
+from ..world.captions import NONE, SLOT_CLASSES, SLOTS, caption_from_labels
 from ..world.palette import COLOR_NAMES
 from ..world.typed import unknown_words
 from .text import WordEncoder, WordEncoderConfig
 
 
-def _slot_classes() -> tuple[int, ...]:
-    return tuple(len(classes) for _, classes in SLOTS)
-
-
 @dataclass(frozen=True)
 class RewriterConfig:
     words: WordEncoderConfig = field(
-        default_factory=lambda: WordEncoderConfig(subwords=True, slot_classes=_slot_classes())
+        default_factory=lambda: WordEncoderConfig(subwords=True, slot_classes=SLOT_CLASSES)
     )
     # Below this probability for any slot, the prompt goes to the generator as typed.
     min_confidence: float = 0.5

@@ -4,8 +4,8 @@
 
 rebuilds the shipped default model from scratch with fixed seeds: TAE -> text encoder parse
 pre-training -> text-to-image warm-up -> joint image + video -> video-only refinement -> decoder
-fine-tune -> prompt rewriter. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is the same design sized
-for our 2-core CPU. The same command runs under
+fine-tune -> prompt rewriter. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is
+the same design sized for our 2-core CPU. The same command runs under
 `torchrun --nproc-per-node N python -m engine train ...` with DDP.
 """
 
@@ -24,13 +24,11 @@ from ..models.rewrite import PromptRewriter, RewriterConfig
 from ..models.tae import TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
-from ..world.captions import SLOTS
+from ..world.captions import SLOT_CLASSES
 from .common import setup
 from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
-
-SLOT_CLASSES = tuple(len(classes) for _, classes in SLOTS)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shape2", SHAPE_CLASSES),
     ("motion2", MOTION_CLASSES),
 )
+SLOT_CLASSES = tuple(len(classes) for _, classes in SLOTS)  # the parse heads' sizes
 
 
 FINITE_VERBS = ("moves", "goes", "gets", "grows", "shrinks")
