@@ -30,6 +30,7 @@ def test_autoencoder_on_held_out_clips(engine):
     assert res["outliers_32f"] == 0.0
     assert res["psnr_32f"] > PSNR_FLOOR and res["psnr_1f"] > PSNR_FLOOR
     assert res["roundtrip_satisfied"] == 1.0, res  # the analyser still reads all 4 after a round trip
+    assert res["roundtrip_satisfied_1obj"] == 1.0 and "roundtrip_satisfied_2obj" in res
 
 
 def _one(bg: str, color: str, shape: str, motion: str) -> Scene:

@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from engine.world.analyse import analyse, score
 from engine.world.captions import SLOTS, canonical_caption, free_caption
@@ -187,3 +188,38 @@ def test_eval_t2v_scores_what_the_engine_draws():
     empty = SimpleNamespace(generate=lambda req: SimpleNamespace(frames=blank))
     res = evaluate_t2v(empty, items, log=lambda *_: None)
     assert res["satisfied"] == 0.0 and res["color"] == 0.0 and res["truth_satisfied"] > 0.5
+
+
+class _CodecStandIn(torch.nn.Module):
+    """An autoencoder that keeps every pixel (lossless) or keeps none (the clip's mean colour)."""
+
+    def __init__(self, lossless: bool):
+        super().__init__()
+        self.lossless = lossless
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, x):
+        return x if self.lossless else x.mean((2, 3, 4), keepdim=True).expand_as(x)
+
+    def decode(self, z, frames):
+        return z[:, :, :frames]
+
+
+def test_eval_t2v_reports_the_autoencoder_ceiling():
+    """With an engine's TAE, eval t2v also scores the true clips after a round trip: what the
+    latent space lets any generator reach."""
+    from types import SimpleNamespace
+
+    from engine.eval.t2v import evaluate_t2v, held_out_prompts
+
+    items = held_out_prompts(2, 2)
+    truth = {it.prompt: render(it.scene) for it in items}
+    for lossless in (True, False):
+        engine = SimpleNamespace(
+            generate=lambda req: SimpleNamespace(frames=truth[req.prompt]), tae=_CodecStandIn(lossless)
+        )
+        res = evaluate_t2v(engine, items, log=lambda *_: None)
+        if lossless:
+            assert res["roundtrip_satisfied"] == res["truth_satisfied"] > 0.5 and res["roundtrip_shape"] > 0.5
+        else:
+            assert res["roundtrip_satisfied"] == 0.0 and res["roundtrip_satisfied_2obj"] == 0.0

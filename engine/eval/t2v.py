@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from ..requests import T2VRequest
 from ..world.analyse import analyse, score
 from ..world.captions import SLOTS, caption_labels, free_caption
+from ..world.data import to_frames, to_tensor
 from ..world.render import render
 from ..world.scene import Scene, ShapeObject, sample_scene
 
@@ -229,11 +231,22 @@ def explain(analysis, scene: Scene) -> str:
     return "; ".join(parts)
 
 
+@torch.no_grad()
+def _roundtrip(tae, clip: np.ndarray) -> np.ndarray:
+    """A (T, H, W, 3) clip through the autoencoder and back."""
+    x = to_tensor(clip)[None].to(next(tae.parameters()).device)
+    return to_frames(tae.decode(tae.encode(x), clip.shape[0])[0])
+
+
 def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, log=print) -> dict:
     base = base or T2VRequest(prompt="x")
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
     by_n = {1: [], 2: []}
     truth = []  # the same prompts' true clips, read by the analyser: the most any model can score
+    # ... and after an autoencoder round trip: the most this engine's latent space lets any
+    # generator score (a generator that made perfect latents could do no better).
+    tae = getattr(engine, "tae", None)
+    ceiling = {"shape": [], "satisfied": [], 1: [], 2: []}
     read = []  # the prompt rewriter read the prompt exactly (when the engine rewrites)
     rewrite = getattr(engine, "rewrite", lambda req: None)
     for i, item in enumerate(items):
@@ -253,10 +266,19 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
         by_n[len(item.scene.objects)].append(sc.satisfied)
         true_clip = render(item.scene, req.size, req.frames)
         truth.append(score(analyse(true_clip), item.scene, image=req.frames == 1).satisfied)
+        if tae is not None:
+            sc = score(analyse(_roundtrip(tae, true_clip)), item.scene, image=req.frames == 1)
+            ceiling["shape"] += sc.shape
+            ceiling["satisfied"].append(sc.satisfied)
+            ceiling[len(item.scene.objects)].append(sc.satisfied)
         log(f"ok  {item.prompt!r}" if sc.satisfied else f"BAD {item.prompt!r}  [{explain(analysis, item.scene)}]")
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}
     out["truth_satisfied"] = float(np.mean(truth))
+    if tae is not None:
+        out["roundtrip_shape"] = float(np.mean(ceiling["shape"]))
+        out["roundtrip_satisfied"] = float(np.mean(ceiling["satisfied"]))
+        out |= {f"roundtrip_satisfied_{k}obj": float(np.mean(ceiling[k])) for k in (1, 2) if ceiling[k]}
     if read:
         out["read_exactly"] = float(np.mean(read))
     return out
