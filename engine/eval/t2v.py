@@ -8,14 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from ..requests import T2VRequest
 from ..world.analyse import analyse, score
 from ..world.captions import SLOTS, caption_labels, free_caption
-from ..world.data import to_frames, to_tensor
 from ..world.render import render
 from ..world.scene import Scene, ShapeObject, sample_scene
+from .tae import roundtrip
 
 
 @dataclass
@@ -231,13 +230,6 @@ def explain(analysis, scene: Scene) -> str:
     return "; ".join(parts)
 
 
-@torch.no_grad()
-def _roundtrip(tae, clip: np.ndarray) -> np.ndarray:
-    """A (T, H, W, 3) clip through the autoencoder and back."""
-    x = to_tensor(clip)[None].to(next(tae.parameters()).device)
-    return to_frames(tae.decode(tae.encode(x), clip.shape[0])[0])
-
-
 def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, log=print) -> dict:
     base = base or T2VRequest(prompt="x")
     totals = {"background": [], "color": [], "shape": [], "motion": [], "satisfied": []}
@@ -267,10 +259,10 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
         true_clip = render(item.scene, req.size, req.frames)
         truth.append(score(analyse(true_clip), item.scene, image=req.frames == 1).satisfied)
         if tae is not None:
-            sc = score(analyse(_roundtrip(tae, true_clip)), item.scene, image=req.frames == 1)
-            ceiling["shape"] += sc.shape
-            ceiling["satisfied"].append(sc.satisfied)
-            ceiling[len(item.scene.objects)].append(sc.satisfied)
+            best = score(analyse(roundtrip(tae, true_clip)), item.scene, image=req.frames == 1)
+            ceiling["shape"] += best.shape
+            ceiling["satisfied"].append(best.satisfied)
+            ceiling[len(item.scene.objects)].append(best.satisfied)
         log(f"ok  {item.prompt!r}" if sc.satisfied else f"BAD {item.prompt!r}  [{explain(analysis, item.scene)}]")
     out = {k: float(np.mean(v)) for k, v in totals.items()}
     out |= {f"satisfied_{k}obj": float(np.mean(v)) for k, v in by_n.items() if v}

@@ -11,7 +11,7 @@ import torch
 
 from ..models.tae import TAE, outlier_fraction
 from ..world.analyse import analyse, score
-from ..world.data import render_pool, to_frames
+from ..world.data import render_pool, to_frames, to_tensor
 
 
 @torch.no_grad()
@@ -38,14 +38,20 @@ def evaluate_tae(tae: TAE, n: int = 32, seed: int = 4242, size: int = 64) -> dic
 
 
 @torch.no_grad()
+def roundtrip(tae: TAE, clip: np.ndarray) -> np.ndarray:
+    """A (T, H, W, 3) uint8 clip through the autoencoder and back, on the autoencoder's device."""
+    x = to_tensor(clip)[None].to(next(tae.parameters()).device)
+    return to_frames(tae.decode(tae.encode(x), clip.shape[0])[0])
+
+
+@torch.no_grad()
 def readable_after_roundtrip(tae: TAE, clips: np.ndarray, scenes: list) -> dict:
     """The ceiling the autoencoder puts on every text-to-video score: the analyser's reading of
     true clips after encode + decode (a generator that made perfect latents could do no better)."""
     shape, motion, satisfied = [], [], []
     by_n: dict[int, list[bool]] = {1: [], 2: []}
     for clip, scene in zip(clips, scenes, strict=True):
-        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1.0)
-        sc = score(analyse(to_frames(tae.decode(tae.encode(x), clip.shape[0])[0])), scene)
+        sc = score(analyse(roundtrip(tae, clip)), scene)
         shape += sc.shape
         motion += sc.motion
         satisfied.append(sc.satisfied)
