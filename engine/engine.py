@@ -108,6 +108,7 @@ class Engine:
         One job at a time per engine, whoever calls (the studio's queue, a script, a test)."""
         try:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
+            _check_out(out, req)  # before any work: a wrong name should not cost a generation
             with self._lock:
                 yield from self._run_t2v(req, cancel or CancelToken(), out, previews)
         except RequestError as e:
@@ -179,12 +180,9 @@ class Engine:
             out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if req.frames == 1 else '.mp4'}"
         out = Path(out)
         if out.suffix.lower() == ".png":
-            if req.frames != 1:
-                raise RequestError("A .png output holds one frame: use --frames 1, or an .mp4 output.")
             write_png(out, frames[0], meta)
         else:
-            write_video(out.with_suffix(".mp4") if out.suffix.lower() != ".mp4" else out, frames, req.fps, meta)
-            out = out.with_suffix(".mp4")
+            write_video(out, frames, req.fps, meta)
         # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
         mid = frames[len(frames) // 2]
         k = max(1, 128 // max(mid.shape[:2]))
@@ -250,3 +248,19 @@ def _stream(run, on_step, events: list) -> Iterator[Event]:
     if "error" in result:
         raise result["error"]
     return result["latents"]
+
+
+OUTPUT_SUFFIXES = (".mp4", ".png")
+
+
+def _check_out(out: str | Path | None, req: T2VRequest) -> None:
+    """Refuse an output name the engine cannot honour, before anything runs."""
+    if out is None:
+        return
+    suffix = Path(out).suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise RequestError(
+            f"Cannot write {Path(out).name!r}: outputs are .mp4 (H.264, plays in a browser) or .png (with --frames 1)."
+        )
+    if suffix == ".png" and req.frames != 1:
+        raise RequestError("A .png output holds one frame: use --frames 1, or an .mp4 output.")

@@ -88,8 +88,12 @@ def test_image_as_png(engine, tmp_path):
     out = tmp_path / "img.png"
     res = engine.generate(req(frames=1), out=out)
     assert res.path == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and res.frames.shape == (1, 64, 64, 3)
+    # A name the engine cannot honour is refused before the transformer runs, and nothing is written.
     events = list(engine.run(req(frames=8), out=tmp_path / "clip.png"))
-    assert isinstance(events[-1], Error) and "--frames 1" in events[-1].message
+    assert len(events) == 1 and isinstance(events[0], Error) and "--frames 1" in events[0].message
+    events = list(engine.run(req(frames=8), out=tmp_path / "clip.gif"))
+    assert len(events) == 1 and isinstance(events[0], Error) and ".mp4" in events[0].message
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["img.json", "img.png", "img.thumb.png"]
 
 
 def test_negative_prompt_changes_the_result(engine):
