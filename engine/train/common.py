@@ -45,6 +45,36 @@ class Runtime:
                 dist.all_reduce(p.grad)
                 p.grad /= self.world
 
+    def barrier(self) -> None:
+        """Wait for every rank: what rank 0 saves is read by all ranks only after it is written."""
+        if self.world > 1:
+            dist.barrier()
+
+    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        """Rank 0's copy of `t` on every rank."""
+        if self.world == 1:
+            return t
+        t = t.to(self.device).contiguous()
+        dist.broadcast(t, 0)
+        return t
+
+    @torch.no_grad()
+    def check_in_sync(self, model: torch.nn.Module, stage: str) -> None:
+        """Ranks start from the same weights and apply the same averaged gradients, so they must end
+        a stage holding the same weights and buffers (latent statistics, preview map); rank 0 saves
+        what it holds, so a difference (a gradient not averaged, statistics fitted per rank) would
+        silently train the ranks on different things. Fail loudly instead."""
+        if self.world == 1:
+            return
+        tensors = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
+        sums = torch.stack([t.detach().float().sum() for t in tensors]).to(self.device)
+        lo, hi = sums.clone(), sums.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        worst = float((hi - lo).abs().max())
+        if worst > 1e-6 * max(1.0, float(sums.abs().max())):
+            raise RuntimeError(f"[{stage}] ranks hold different weights or statistics (max difference {worst:.3g})")
+
 
 def setup(device: str | None = None, threads: int | None = None) -> Runtime:
     """One process, or a torchrun rank (WORLD_SIZE set) with NCCL on GPUs and Gloo on CPUs."""

@@ -153,6 +153,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
         if rt.main:
             save_component(out / "t2v", "generator", p.generator, gen, {"text_parse_accuracy": acc}, gen_dtype)
             print(f"[recipe] t2v ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        rt.barrier()  # the refine stage reads what rank 0 saved
     if "refine" in stages and p.refine_train is not None:
         from ..models.generator import Generator
 
@@ -169,6 +170,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
                 gen_dtype,
             )
             print(f"[recipe] refine ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        rt.barrier()
     if "decoder" in stages and p.decoder_train.steps:
         finetune_decoder(p.decoder_train, tae, out / "tae", rt)
     if "rewrite" in stages and p.rewriter is not None and p.rewrite_train is not None:

@@ -117,4 +117,5 @@ def train_t2v(
             decay = min(tcfg.ema, (1 + step) / (10 + step))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
         log.log(step, **{"img" if image else "vid": loss})
+    rt.check_in_sync(ema, "t2v")
     return ema

@@ -114,6 +114,7 @@ def _fit_reconstruction(
         log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), **logs)
         if rt.main and ((step + 1) % 200 == 0 or step + 1 == steps):
             print(f"[{name}] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
+    rt.check_in_sync(model, name)
 
 
 def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> TAE:
@@ -130,11 +131,20 @@ def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> 
     params = list(model.parameters())
     _fit_reconstruction("tae", model, params, tcfg, tcfg.steps + tcfg.opl_steps, rng, pool, rt, regularise)
     model.eval()
-    mcfg = fit_latent_stats(model, pool[:256], rt.device)
+    # Each rank measures its own clips, but every rank must normalise latents for the generator
+    # with the statistics rank 0 saves: take rank 0's.
+    mcfg = fit_latent_stats(model, pool[:256], rt.device, rt.main)
+    stats = rt.broadcast(torch.tensor(mcfg.latent_mean + mcfg.latent_std))
+    c = mcfg.latent_channels
+    mcfg = dataclasses.replace(mcfg, latent_mean=tuple(stats[:c].tolist()), latent_std=tuple(stats[c:].tolist()))
     model = _with_config(model, mcfg)
     fit_preview(model, pool[:64], rt.device)
+    model.preview_weight.copy_(rt.broadcast(model.preview_weight))
+    model.preview_bias.copy_(rt.broadcast(model.preview_bias))
+    rt.check_in_sync(model, "tae")
     if rt.main:
         save_component(out, "tae", mcfg, model)
+    rt.barrier()
     return model
 
 
@@ -154,6 +164,7 @@ def finetune_decoder(tcfg: DecoderTrainConfig, model: TAE, out: Path, rt: Runtim
     model.eval().requires_grad_(False)
     if rt.main:
         save_component(out, "tae", model.cfg, model)
+    rt.barrier()
     return model
 
 
@@ -180,11 +191,12 @@ def _raw_latents(model: TAE, clips: np.ndarray, device: torch.device) -> torch.T
     return torch.cat(out)  # (N, Cz, t, h, w)
 
 
-def fit_latent_stats(model: TAE, clips: np.ndarray, device: torch.device) -> TAEConfig:
+def fit_latent_stats(model: TAE, clips: np.ndarray, device: torch.device, verbose: bool = True) -> TAEConfig:
     z = _raw_latents(model, clips, device)
     mean = z.mean((0, 2, 3, 4))
     std = z.std((0, 2, 3, 4)).clamp_min(1e-4)
-    print(f"[tae] latent outliers (raw) {outlier_fraction(z):.2e}", flush=True)
+    if verbose:
+        print(f"[tae] latent outliers (raw) {outlier_fraction(z):.2e}", flush=True)
     return dataclasses.replace(model.cfg, latent_mean=tuple(mean.tolist()), latent_std=tuple(std.tolist()))
 
 

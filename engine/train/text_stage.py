@@ -68,6 +68,7 @@ def train_text(tcfg: TextTrainConfig, mcfg: WordEncoderConfig, rt: Runtime) -> W
         opt.step()
         acc = (parse_labels(logits) == labels).all(1).float().mean()
         log.log(step, loss=loss.item(), exact=acc.item())
+    rt.check_in_sync(enc, "text")
     return enc.eval()
 
 
