@@ -114,7 +114,6 @@ def _fit_reconstruction(
         log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), **logs)
         if rt.main and ((step + 1) % 200 == 0 or step + 1 == steps):
             print(f"[{name}] held-out 32-frame PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
-    rt.check_in_sync(model, name)
 
 
 def train_tae(tcfg: TAETrainConfig, mcfg: TAEConfig, out: Path, rt: Runtime) -> TAE:
@@ -162,6 +161,7 @@ def finetune_decoder(tcfg: DecoderTrainConfig, model: TAE, out: Path, rt: Runtim
         pool, _ = render_pool(rng, tcfg.pool, workers=rt.workers)
     _fit_reconstruction("decoder", model, params, tcfg, tcfg.steps, rng, pool, rt, frozen_encoder=True)
     model.eval().requires_grad_(False)
+    rt.check_in_sync(model, "decoder")
     if rt.main:
         save_component(out, "tae", model.cfg, model)
     rt.barrier()
