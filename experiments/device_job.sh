@@ -4,10 +4,10 @@
 #
 # On the device machine (each line one `run` call; call again at once: an idle machine goes back
 # after 30 s, and the job with it):
-#   bash experiments/device_job.sh start runs/v3.log -- python3 -m engine train --preset shapes-v2 --out runs/v3
-#   bash experiments/device_job.sh poll runs/v3.log 560 runs/v3     # again until it says "finished"
+#   bash experiments/device_job.sh start runs/g.log -- python3 -m engine train --preset shapes-v2 --out runs/g --stages tae,t2v,refine
+#   bash experiments/device_job.sh poll runs/g.log 570 runs/g      # again until it says "finished rc=0"
 # Here, with the folder the reply names in files_at:
-#   bash experiments/device_job.sh unpack FILES_AT .                 # -> ./runs/v3
+#   bash experiments/device_job.sh unpack FILES_AT .                # -> ./runs/g
 #
 # start: runs the command in its own process session (setsid), so it outlives the call.
 # poll:  waits until the job ends or SECONDS pass, prints the log's tail, and packs the named
