@@ -26,7 +26,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder (default: the shipped assets/models/shapes-v2)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     p.add_argument("--cache-dir", default="cache", help="latent cache folder ('' to disable)")
-    p.add_argument("--fp32", action="store_true", help="run the transformer in fp32 instead of bf16 autocast")
+    p.add_argument(
+        "--fp32",
+        action="store_true",
+        help="run the transformer in fp32 (default: bf16 autocast where the hardware runs it natively)",
+    )
 
 
 def _request_args(p: argparse.ArgumentParser) -> None:
