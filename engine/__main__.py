@@ -106,9 +106,14 @@ def cmd_eval(args) -> int:
 
         log = print if args.verbose else lambda *_: None
         items = held_out_prompts(args.n // 2, args.n - args.n // 2)
-        res = {"held_out": evaluate_t2v(engine, items, _request(args, "x"), log=log)}
-        res["handwritten"] = evaluate_t2v(engine, handwritten_prompts(), _request(args, "x"), log=log)
-        res["typed"] = evaluate_t2v(engine, typed_prompts(), _request(args, "x"), log=log)
+        base = _request(args, "x")
+        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("prompt", "seed")}}
+        res["settings"] |= {"model": engine.model_id, "precision": engine.precision}
+        sets = {"held_out": lambda: items, "handwritten": handwritten_prompts, "typed": typed_prompts}
+        for name in args.sets.split(","):
+            if name not in sets:
+                raise SystemExit(f"error: unknown prompt set {name!r}; choose from {', '.join(sets)}")
+            res[name] = evaluate_t2v(engine, sets[name](), base, log=log)
     print(json.dumps(res, indent=2))
     return 0
 
@@ -152,6 +157,7 @@ def cmd_bench(args) -> int:
                 {
                     "device": str(engine.device),
                     "threads": torch.get_num_threads(),
+                    "precision": engine.precision,
                     "request": base.to_dict(),
                     "generate_median_s": round(med(plain), 3),
                     "generate_all_s": [round(t, 3) for t in plain],
@@ -191,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("what", choices=["t2v", "tae"])
     e.add_argument("--n", type=int, default=48, help="prompts (t2v) or clips (tae)")
     e.add_argument("--verbose", action="store_true")
+    e.add_argument("--sets", default="held_out,handwritten,typed", help="t2v prompt sets, comma-separated")
     _request_args(e)
     _common(e)
     e.set_defaults(fn=cmd_eval)

@@ -111,3 +111,16 @@ def test_abandoned_run_stops_its_worker(engine):
     gen.close()  # e.g. the browser went away
     assert threading.active_count() == before
     assert isinstance(list(engine.run(req()))[-1], Result)
+
+
+def test_precision_follows_the_hardware(tiny_model_dir, tmp_path):
+    import torch
+
+    from engine.precision import bf16_is_fast
+
+    auto = Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path)
+    # bf16 on a CPU only where it is native: emulated, it made a default clip 17x slower.
+    assert auto.precision == ("bf16" if bf16_is_fast(torch.device("cpu")) else "fp32")
+    assert Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path, bf16=False).precision == "fp32"
+    assert auto.generate(req()).metadata["precision"] == auto.precision
+    assert bf16_is_fast(torch.device("cuda")) and not bf16_is_fast(torch.device("meta"))

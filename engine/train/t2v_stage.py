@@ -50,7 +50,7 @@ def encode_dataset(tae: TAE, scenes: list[Scene], frames: int, size: int, rt: Ru
         pixels = render_many(scenes[c : c + chunk], size, frames, rt.workers)
         for i in range(0, len(pixels), batch):
             x = torch.from_numpy(pixels[i : i + batch]).to(rt.device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-            with torch.autocast(rt.device.type, dtype=torch.bfloat16):
+            with rt.autocast():
                 z = tae.encode(x)
             out.append(z.to(torch.bfloat16))
     return torch.cat(out)
