@@ -47,12 +47,6 @@ def _request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=d.fps)
     p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
     p.add_argument(
-        "--candidates",
-        type=int,
-        default=d.candidates,
-        help="samples drawn side by side for the judge to pick from (1 = just the seed's own)",
-    )
-    p.add_argument(
         "--no-rewrite",
         dest="rewrite",
         action="store_false",
@@ -74,7 +68,6 @@ def _request(args, prompt: str):
         fps=args.fps,
         schedule=args.schedule,
         rewrite=args.rewrite,
-        candidates=args.candidates,
     )
 
 
@@ -94,12 +87,6 @@ def cmd_generate(args) -> int:
             return 2
         elif isinstance(ev, Result):
             print(f"\n{ev.path}  ({ev.metadata['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
-            choice = ev.metadata.get("candidates") or {}
-            if "chosen" in choice and not args.quiet:
-                n, k = len(choice["log_agreement"]), choice["chosen"]
-                print(f"the judge kept candidate {k + 1} of {n} (seed {choice['seed']})", file=sys.stderr)
-            elif "why_not" in choice and not args.quiet:
-                print(f"one candidate: {choice['why_not']}", file=sys.stderr)
             print(ev.path)
     return 0
 

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from .cache import TensorCache, cache_key
 from .checkpoint import config_from_dict, file_digest, load_weights, read_config
 from .models.generator import Generator, GeneratorConfig
-from .models.judge import Judge, JudgeConfig, log_agreement, want_from_reading
 from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
 from .precision import bf16_is_fast
@@ -35,7 +34,7 @@ from .requests import (
     Result,
     T2VRequest,
 )
-from .tasks import Choose, candidate_seeds, denoise, prepare_t2v
+from .tasks import denoise, prepare_t2v
 from .video_io import write_png, write_video
 from .world.data import to_frames
 
@@ -71,12 +70,7 @@ class Engine:
         # The prompt rewriter is optional: a model folder without one runs prompts as typed.
         has_rewriter = (self.model_dir / "rewrite" / "config.json").is_file()
         self.rewriter = self._load(self.model_dir / "rewrite", PromptRewriter, RewriterConfig) if has_rewriter else None
-        # So is the judge: without one, a request runs its first candidate only.
-        has_judge = (self.model_dir / "judge" / "config.json").is_file()
-        self.judge = self._load(self.model_dir / "judge", Judge, JudgeConfig) if has_judge else None
-        # The step fraction after which candidates are judged (measured per judge; see its config).
-        self.choose_at = read_config(self.model_dir / "judge").get("choose_at", 1.0) if has_judge else 1.0
-        parts = ("tae", "t2v") + ("rewrite",) * has_rewriter + ("judge",) * has_judge
+        parts = ("tae", "t2v", "rewrite") if has_rewriter else ("tae", "t2v")
         self.model_id = f"{self.model_dir.name}@" + "".join(file_digest(self.model_dir / p)[:8] for p in parts)
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
@@ -143,16 +137,11 @@ class Engine:
         key = cache_key("t2v", self.model_id, self.precision, req.to_dict())
         hit = self.cache.get(key) if self.cache is not None else None
         cached = hit is not None
-        choice: dict = {}  # how the candidates were judged (empty: one candidate)
         if cached:
             frames = hit["frames"].numpy()
-            choice = json.loads(hit["choice"].numpy().tobytes()) if "choice" in hit else {}
         else:
             given = replace(req, prompt=rewrite.text) if rewrite is not None else req
             prep = prepare_t2v(given, self.tae, self.encode_prompt)
-            choose = self._chooser(req, rewrite, choice)
-            if choose is not None:
-                prep = replace(prep, choose_at=round(self.choose_at * req.steps))
             events: list[Event] = []
 
             def on_step(step: int, total: int, x1_hat: torch.Tensor) -> None:
@@ -165,21 +154,17 @@ class Engine:
 
             # The loop runs as a generator of steps, so events reach the caller as they happen.
             latents = yield from _stream(
-                lambda cb: denoise(self.generator, prep, self.device, cb, self.bf16, choose), on_step, events
+                lambda cb: denoise(self.generator, prep, self.device, cb, self.bf16), on_step, events
             )
             if cancel.cancelled:
                 raise Cancelled
             video = self.tae.decode(latents, req.frames)[0]  # (3, T, H, W)
             frames = to_frames(video)
             if self.cache is not None:
-                entry = {"latents": latents.cpu(), "frames": torch.from_numpy(frames)}
-                if choice:
-                    entry["choice"] = torch.frombuffer(bytearray(json.dumps(choice).encode()), dtype=torch.uint8)
-                self.cache.put(key, entry)
+                self.cache.put(key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
         meta = {
             "request": req.to_dict(),
             "rewrite": rewrite.to_dict() if rewrite is not None else None,
-            "candidates": choice or None,
             "model": self.model_id,
             "engine": VERSION,
             "device": str(self.device),
@@ -191,37 +176,6 @@ class Engine:
         path = self._write(frames, req, meta, out)
         meta["seconds"] = round(time.perf_counter() - start, 3)
         yield Result(path=path, metadata=meta, frames=frames, cached=cached)
-
-    def _chooser(self, req: T2VRequest, rewrite: Rewrite | None, record: dict) -> Choose | None:
-        """How to pick among a request's candidates: the judge's agreement with the prompt's
-        reading. None (run the first candidate alone) for one candidate, or when there is no
-        judge or no sure reading to judge by; `record` says which and why."""
-        if req.candidates == 1:
-            return None
-        if self.judge is None or self.rewriter is None:
-            record["why_not"] = "this model has no judge: the first candidate was run alone"
-            return None
-        # The judge goes by what the prompt asks for, whether or not the generator is given the reading.
-        reading = rewrite if rewrite is not None else self.rewrite(replace(req, rewrite=True))
-        if reading is None or not reading.sure:
-            record["why_not"] = "the prompt could not be read surely enough to judge: the first candidate was run alone"
-            return None
-        want = want_from_reading(reading.read, image=req.frames == 1)
-
-        def choose(x: torch.Tensor, t: float) -> int:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                seen = self.judge(x, torch.full((len(x),), t, device=x.device))
-            scores = log_agreement(seen, want)  # (N,)
-            best = int(scores.argmax())
-            record.update(
-                chosen=best,
-                seed=candidate_seeds(req.seed, len(x))[best],
-                at_time=round(t, 3),
-                log_agreement=[round(v, 3) for v in scores.tolist()],
-            )
-            return best
-
-        return choose
 
     def _write(self, frames: np.ndarray, req: T2VRequest, meta: dict, out) -> Path:
         if out is None:
@@ -240,11 +194,10 @@ class Engine:
         return out
 
     def preview_frames(self, latents: torch.Tensor, frames: int, size: int) -> np.ndarray:
-        """(T', N * size, size, 3) uint8 from the linear latent -> RGB map: no decoder, next to
-        free. Candidates still running are stacked top to bottom."""
-        rgb = self.tae.preview(latents.float())  # (N, 3, t, h, w)
-        rgb = F.interpolate(rgb, size=(rgb.shape[2], size, size), mode="nearest")  # (N, 3, t, size, size)
-        return to_frames(torch.cat(list(rgb), 2))  # (3, t, N * size, size) -> frames
+        """(T', size, size, 3) uint8 from the linear latent -> RGB map: no decoder, next to free."""
+        rgb = self.tae.preview(latents.float())[0]  # (3, t, h, w)
+        rgb = F.interpolate(rgb[None], size=(rgb.shape[1], size, size), mode="nearest")[0]
+        return to_frames(rgb)
 
 
 def _stream(run, on_step, events: list) -> Iterator[Event]:

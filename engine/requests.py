@@ -11,7 +11,6 @@ import numpy as np
 from .sampling import SCHEDULES
 
 MAX_PROMPT_CHARS = 500
-MAX_CANDIDATES = 8
 
 
 class RequestError(ValueError):
@@ -34,8 +33,6 @@ class T2VRequest:
     fps: float = 8.0
     schedule: str = "linear-quadratic"
     rewrite: bool = True  # give the generator the prompt rewriter's canonical reading of the prompt
-    # Samples drawn side by side; the judge keeps the one that best shows what the prompt asks for.
-    candidates: int = 1
 
     task = "t2v"
 
@@ -60,8 +57,6 @@ class T2VRequest:
             raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
         if not 0 < self.fps <= 60:
             raise RequestError(f"fps must be between 0 and 60, got {self.fps}.")
-        if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise RequestError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}.")
         if not 0 <= self.seed < 2**63:
             raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
 

@@ -68,25 +68,19 @@ def guided_velocity(
     """Classifier-free guidance: v = v_u + g (v_c - v_u), both halves in one batch.
 
     cond / uncond are the model's keyword arguments (context, context_mask, cond...) for the
-    prompt and for the negative (or empty) prompt, for one sample: a batch of several samples
-    (candidates of one request) shares them.
+    prompt and for the negative (or empty) prompt.
     """
     if uncond is None or guidance == 1.0:
-        return lambda x, t: model(x, t, **{k: _rows(v, len(x)) for k, v in cond.items()})
+        return lambda x, t: model(x, t, **cond)
+
+    both = {k: _cat(cond[k], uncond[k]) for k in cond}
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        n = len(x)
-        ctx = {k: _cat(_rows(cond[k], n), _rows(uncond[k], n)) for k in cond}  # (2n, ...) each
-        v = model(torch.cat([x, x]), torch.cat([t, t]), **ctx)
+        v = model(torch.cat([x, x]), torch.cat([t, t]), **both)
         v_c, v_u = v.chunk(2)
         return v_u + guidance * (v_c - v_u)
 
     return velocity
-
-
-def _rows(v: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """A batch-1 conditioning tensor repeated to n rows (None and n-row tensors as they are)."""
-    return v.expand(n, *v.shape[1:]) if v is not None and len(v) == 1 and n > 1 else v
 
 
 def _cat(a, b):

@@ -17,8 +17,6 @@ from .requests import T2VRequest
 from .sampling import SCHEDULES, euler, guided_velocity
 
 EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
-# Given the candidates' latents x_t (N, Cz, t, h, w) at flow time t, the index of the one to finish.
-Choose = Callable[[torch.Tensor, float], int]
 
 
 @dataclass
@@ -30,8 +28,6 @@ class Prepared:
     times: torch.Tensor
     seed: int
     frames: int
-    candidates: int = 1  # samples drawn side by side; one is chosen and finished
-    choose_at: int = 0  # the step after which the choice is made (0: at the end)
 
 
 def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepared:
@@ -44,22 +40,12 @@ def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepa
         times=SCHEDULES[req.schedule](req.steps),
         seed=req.seed,
         frames=req.frames,
-        candidates=req.candidates,
     )
 
 
-def candidate_seeds(seed: int, n: int) -> list[int]:
-    """The first candidate is the request's own seed (one candidate = a plain request); the
-    others are spread over the seed range by a fixed odd multiplier, so they never collide with
-    a neighbouring request's seed + 1."""
-    return [seed] + [(seed + k * 0x9E3779B97F4A7C15) % 2**63 for k in range(1, n)]
-
-
-def initial_noise(shape: tuple[int, ...], seeds: int | list[int], device: torch.device) -> torch.Tensor:
-    """Noise from a CPU generator, so a seed gives the same clip on every device; one row per seed."""
-    seeds = [seeds] if isinstance(seeds, int) else seeds
-    rows = [torch.randn((1, *shape[1:]), generator=torch.Generator().manual_seed(s)) for s in seeds]
-    return torch.cat(rows).to(device)
+def initial_noise(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
+    """Noise from a CPU generator, so a seed gives the same clip on every device."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 def denoise(
@@ -68,13 +54,8 @@ def denoise(
     device: torch.device,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     autocast: bool = True,
-    choose: Choose | None = None,
 ) -> torch.Tensor:
-    """Euler with guidance from noise to latents (1, Cz, t, h, w); callback(step, total, x1_hat),
-    x1_hat holding one row per candidate still running.
-
-    With several candidates (and a `choose`), all of them run side by side in one batch up to
-    step `choose_at`; `choose` then picks one from their x_t and only that one is finished."""
+    """Euler with guidance from noise to latents (1, Cz, t, h, w); callback(step, total, x1_hat)."""
     velocity = guided_velocity(model, prep.cond, prep.uncond, prep.guidance)
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -85,15 +66,5 @@ def denoise(
         if callback is not None:
             callback(step, total, x1_hat)
 
-    n = prep.candidates if choose is not None else 1
-    x = initial_noise(prep.shape, candidate_seeds(prep.seed, n), device)
-    if n == 1:
-        return euler(run, x, prep.times, on_step)
-    total = len(prep.times) - 1
-    k = prep.choose_at if 0 < prep.choose_at < total else total
-    x = euler(run, x, prep.times[: k + 1], lambda s, _, x, x1_hat: on_step(s, total, x, x1_hat))
-    best = choose(x, float(prep.times[k]))
-    x = x[best : best + 1]  # (1, Cz, t, h, w)
-    if k == total:
-        return x
-    return euler(run, x, prep.times[k:], lambda s, _, x, x1_hat: on_step(k + s, total, x, x1_hat))
+    x = initial_noise(prep.shape, prep.seed, device)
+    return euler(run, x, prep.times, on_step)

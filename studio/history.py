@@ -49,9 +49,6 @@ class Entry:
         r = self.request
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
         parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]
-        choice = self.meta.get("candidates") or {}
-        if "chosen" in choice:
-            parts.append(f"candidate {choice['chosen'] + 1} of {len(choice['log_agreement'])}")
         if r.get("negative_prompt"):
             parts.append(f"not: {r['negative_prompt']}")
         return " · ".join(str(p) for p in parts if p)

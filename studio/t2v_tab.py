@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import MAX_CANDIDATES, CancelToken, Error, Preview, Progress, Result, T2VRequest
+from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
 
 EXAMPLES = [
     "a red circle moving left on a blue background",
@@ -37,15 +37,6 @@ def preview_strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
     return strip.repeat(scale, 0).repeat(scale, 1)
 
 
-def judged(choice: dict | None) -> str:
-    """What the judge did with a result's candidates, for the status line."""
-    if not choice:
-        return ""
-    if "chosen" not in choice:
-        return " · one candidate (" + choice["why_not"].split(":")[0] + ")"
-    return f" · the judge kept candidate {choice['chosen'] + 1} of {len(choice['log_agreement'])}"
-
-
 @dataclass
 class T2VControls:
     prompt: gr.Textbox
@@ -57,7 +48,6 @@ class T2VControls:
     size: gr.Dropdown
     schedule: gr.Dropdown
     rewrite: gr.Checkbox
-    candidates: gr.Slider
 
     def as_list(self) -> list:
         return [
@@ -70,7 +60,6 @@ class T2VControls:
             self.size,
             self.schedule,
             self.rewrite,
-            self.candidates,
         ]
 
 
@@ -87,9 +76,7 @@ class T2VTab:
     event: gr.events.Dependency  # the generate event, to chain history refreshes on
 
 
-def request_from(
-    prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True, candidates=None
-) -> T2VRequest:
+def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True) -> T2VRequest:
     return T2VRequest(
         prompt=prompt or "",
         negative_prompt=negative or "",
@@ -100,7 +87,6 @@ def request_from(
         size=int(size),
         schedule=schedule,
         rewrite=bool(rewrite),
-        candidates=int(candidates or T2VRequest(prompt="").candidates),
     )
 
 
@@ -118,7 +104,6 @@ def settings_values(request: dict) -> list:
         get("size"),
         get("schedule"),
         get("rewrite"),
-        get("candidates"),
     ]
 
 
@@ -140,7 +125,6 @@ class T2VHandlers:
         size,
         schedule,
         rewrite=True,
-        candidates=None,
         batch=1,
         session: str = "local",
     ):
@@ -149,8 +133,7 @@ class T2VHandlers:
         results: list[str] = []
         n = max(1, int(batch or 1))
         for k in range(n):
-            settings = (negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite, candidates)
-            req = request_from(prompt, *settings)
+            req = request_from(prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite)
             if k == 0:
                 yield {"reading": self.reading(req.prompt, req.frames, req.rewrite)}
             for ev in self.engine.run(req, cancel=token):
@@ -166,7 +149,7 @@ class T2VHandlers:
                     results.append(str(ev.path))
                     how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
                     yield {
-                        "status": f"{tag}done {how} · seed {req.seed}{judged(ev.metadata.get('candidates'))}",
+                        "status": f"{tag}done {how} · seed {req.seed}",
                         "result": str(ev.path),
                         "results": list(results),
                     }
@@ -212,24 +195,13 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                     label="Rewrite the prompt (the model is given its reading, shown under the prompt)",
                     elem_id="t2v-rewrite",
                 )
-                candidates = gr.Slider(
-                    1,
-                    MAX_CANDIDATES,
-                    value=T2VRequest(prompt="").candidates,
-                    step=1,
-                    label="Candidates (drawn side by side; the judge keeps the one that best shows the prompt)",
-                    elem_id="t2v-candidates",
-                )
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="t2v-stop")
         with gr.Column(scale=4):
             status = gr.Markdown("Ready.", elem_id="t2v-status")
             preview = gr.Image(
-                label="Live preview (latent → RGB, every step; one row per candidate until the judge picks)",
-                interactive=False,
-                elem_id="t2v-preview",
-                height=160,
+                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="t2v-preview", height=160
             )
             video = gr.Video(
                 label="Result", interactive=False, autoplay=True, loop=True, height=320, elem_id="t2v-video"
@@ -240,7 +212,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="t2v-send")
-    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, candidates)
+    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"
 
@@ -259,14 +231,13 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         size,
         schedule,
         rewrite,
-        candidates,
         batch,
         last_path,
         prev_path,
         request: gr.Request,
         progress=gr.Progress(),
     ):
-        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, candidates)
+        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
         session = request.session_hash if request else "local"
         for ev in h.generate(*settings, batch=batch, session=session):
             if "progress" in ev:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     out = train("tiny", tmp_path / "model", device="cpu")
-    for part in ("tae", "t2v", "rewrite", "judge"):
+    for part in ("tae", "t2v", "rewrite"):
         assert (out / part / "model.safetensors").is_file()
         assert json.loads((out / part / "config.json").read_text())["config"]
     assert json.loads((out / "t2v" / "config.json").read_text())["refined"]  # the refine stage ran
@@ -31,11 +31,6 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
     assert engine.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
-    judge = json.loads((out / "judge" / "config.json").read_text())
-    assert judge["choose_at"] == 0.5 and 0 <= judge["judge_exact_held_out"] <= 1  # the judge stage measured it
-    two = engine.generate(T2VRequest(prompt="a red circle moving left", steps=2, frames=8, candidates=2))
-    choice = two.metadata["candidates"]  # the tiny rewriter may be too unsure to judge by
-    assert engine.judge is not None and (len(choice.get("log_agreement", [])) == 2 or "surely" in choice["why_not"])
 
 
 def test_same_seed_same_weights(tmp_path):

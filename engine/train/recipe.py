@@ -20,14 +20,12 @@ import torch
 
 from ..checkpoint import save_component
 from ..models.generator import GeneratorConfig
-from ..models.judge import JudgeConfig
 from ..models.rewrite import PromptRewriter, RewriterConfig
 from ..models.tae import TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
 from .common import setup
-from .judge_stage import JudgeTrainConfig, judge_accuracy, train_judge
 from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
@@ -48,11 +46,6 @@ class Preset:
     # The prompt rewriter (engine/models/rewrite.py): a parser of typed prompts, trained on its own.
     rewriter: RewriterConfig | None = None
     rewrite_train: TextTrainConfig | None = None
-    # The judge that picks among a request's candidates (engine/models/judge.py), trained on the
-    # final TAE's latents; choose_at is the share of the sampling steps after which it picks.
-    judge: JudgeConfig | None = None
-    judge_train: JudgeTrainConfig | None = None
-    choose_at: float = 1.0
     threads: int = 2
     notes: str = field(default="")
 
@@ -83,9 +76,6 @@ PRESETS: dict[str, Preset] = {
             words=WordEncoderConfig(width=32, depth=1, heads=2, slot_classes=SLOT_CLASSES, subwords=True)
         ),
         rewrite_train=TextTrainConfig(steps=3, batch=8, typed=True),
-        judge=JudgeConfig(in_channels=4, width=32, depth=1, heads=2, time_dim=32),
-        judge_train=JudgeTrainConfig(videos=4, images=2, frames=8, steps=3, batch=4, eval_clips=4),
-        choose_at=0.5,
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -120,21 +110,18 @@ PRESETS: dict[str, Preset] = {
         generator_dtype="bfloat16",
         rewriter=RewriterConfig(),
         rewrite_train=TextTrainConfig(steps=3000, typed=True, seed=3),
-        judge=JudgeConfig(),
-        judge_train=JudgeTrainConfig(),
     ),
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "judge")
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite")
 
 
 def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
     """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
     joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
     (decoder-only fine-tune on the fixed latent space), rewrite (the prompt rewriter; presets that
-    have it), judge (reads latents back into scenes, to pick among candidates; presets that have
-    it). A stage left out reuses what `out` holds."""
+    have it). A stage left out reuses what `out` holds."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
@@ -151,7 +138,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
     tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "decoder", "judge"} & set(stages):
+    elif {"t2v", "refine", "decoder"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
@@ -194,12 +181,6 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
             meta = {"typed_parse_accuracy": typed, "free_parse_accuracy": free}
             save_component(out / "rewrite", "rewriter", p.rewriter, rewriter.cpu(), meta)
             print(f"[recipe] rewriter parses {typed:.3f} typed / {free:.3f} free captions exactly", flush=True)
-    if "judge" in stages and p.judge is not None and p.judge_train is not None:
-        judge = train_judge(p.judge_train, p.judge, tae, rt)
-        acc = judge_accuracy(judge, tae, p.judge_train.eval_clips, size=p.judge_train.size, frames=p.judge_train.frames)
-        if rt.main:
-            save_component(out / "judge", "judge", p.judge, judge.cpu(), {"choose_at": p.choose_at} | acc)
-            print(f"[recipe] judge reads held-out scenes: {acc}", flush=True)
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
     return out
