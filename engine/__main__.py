@@ -110,9 +110,11 @@ def cmd_eval(args) -> int:
         res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("prompt", "seed")}}
         res["settings"] |= {"model": engine.model_id, "precision": engine.precision}
         sets = {"held_out": lambda: items, "handwritten": handwritten_prompts, "typed": typed_prompts}
-        for name in args.sets.split(","):
-            if name not in sets:
-                raise SystemExit(f"error: unknown prompt set {name!r}; choose from {', '.join(sets)}")
+        names = args.sets.split(",")
+        unknown = [n for n in names if n not in sets]  # before any work: a typo should not cost an eval
+        if unknown:
+            raise SystemExit(f"error: unknown prompt set(s) {', '.join(unknown)}; choose from {', '.join(sets)}")
+        for name in names:
             res[name] = evaluate_t2v(engine, sets[name](), base, log=log)
     print(json.dumps(res, indent=2))
     return 0
