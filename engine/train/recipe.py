@@ -40,8 +40,9 @@ class Preset:
     t2v_train: T2VTrainConfig
     decoder_train: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
     refine_train: T2VTrainConfig | None = None  # a video-only stage after the joint one
-    # Generator weights on disk. bf16 halves the file and costs nothing at inference, where the
-    # transformer runs under bf16 autocast anyway; the refine stage starts from what was saved.
+    # Generator weights on disk. bf16 halves the file; loading casts them back to fp32, and the
+    # transformer runs under bf16 autocast where that is native (the shipped verdicts are the same
+    # in fp32); the refine stage starts from what was saved.
     generator_dtype: str = "float32"
     # The prompt rewriter (engine/models/rewrite.py): a parser of typed prompts, trained on its own.
     rewriter: RewriterConfig | None = None
