@@ -3,8 +3,10 @@ import json
 import av
 import numpy as np
 import pytest
+import torch
 
 from engine.engine import Engine
+from engine.precision import bf16_is_fast
 from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
 from engine.video_io import read_metadata
 
@@ -114,10 +116,6 @@ def test_abandoned_run_stops_its_worker(engine):
 
 
 def test_precision_follows_the_hardware(tiny_model_dir, tmp_path):
-    import torch
-
-    from engine.precision import bf16_is_fast
-
     auto = Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path)
     # bf16 on a CPU only where it is native: emulated, it made a default clip 17x slower.
     assert auto.precision == ("bf16" if bf16_is_fast(torch.device("cpu")) else "fp32")
