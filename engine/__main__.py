@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device")
     t.add_argument(
         "--stages",
-        default="tae,t2v,refine,decoder,rewrite",
-        help="comma list of tae,t2v,refine,decoder,rewrite (a stage left out reuses OUT)",
+        default="tae,t2v,refine,decoder,rewrite,edit",
+        help="comma list of tae,t2v,refine,decoder,rewrite,edit (a stage left out reuses OUT)",
     )
     t.set_defaults(fn=cmd_train)
 

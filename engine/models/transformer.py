@@ -90,6 +90,7 @@ class DiT(nn.Module):
         nn.init.zeros_(self.mod_mlp[1].bias)
         if cfg.tasks:
             self.task_embed = nn.Embedding(cfg.tasks, d)
+            nn.init.zeros_(self.task_embed.weight)  # added to the time embedding: start as the T2V model
             self.task_tokens = nn.Linear(d, cfg.task_tokens * d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm_out = RMSNorm(d, affine=False)

@@ -27,6 +27,7 @@ from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
 from .common import setup
 from .t2v_stage import T2VTrainConfig, train_t2v
+from .edit_stage import EditTrainConfig, train_edit
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
 
@@ -47,6 +48,9 @@ class Preset:
     # The prompt rewriter (engine/models/rewrite.py): a parser of typed prompts, trained on its own.
     rewriter: RewriterConfig | None = None
     rewrite_train: TextTrainConfig | None = None
+    # Instruction editing (edit_stage.py): the generator grown with the source's channels and a
+    # task embedding, trained from the t2v stage's output.
+    edit_train: EditTrainConfig | None = None
     threads: int = 2
     notes: str = field(default="")
 
@@ -77,6 +81,10 @@ PRESETS: dict[str, Preset] = {
             words=WordEncoderConfig(width=32, depth=1, heads=2, slot_classes=SLOT_CLASSES, subwords=True)
         ),
         rewrite_train=TextTrainConfig(steps=3, batch=8, typed=True),
+        edit_train=EditTrainConfig(
+            video_sources=3, video_edits=2, image_sources=4, image_edits=2, frames=8, image_steps=2, steps=4,
+            video_batch=2, image_batch=4, image_every=2, warmup=1, checkpoint_every=2,
+        ),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -111,11 +119,21 @@ PRESETS: dict[str, Preset] = {
         generator_dtype="bfloat16",
         rewriter=RewriterConfig(),
         rewrite_train=TextTrainConfig(steps=3000, typed=True, seed=3),
+        # Sized for our 2-core CPU (~150 min with its data), from the shipped T2V weights.
+        edit_train=EditTrainConfig(),
     ),
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder", "rewrite")
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit")
+
+
+def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
+    """The T2V generator with the edit inputs: the source's latent channels and a task embedding."""
+    from ..world.edits import TASKS
+
+    dit = dataclasses.replace(gcfg.dit, extra_channels=gcfg.dit.in_channels, tasks=len(TASKS))
+    return dataclasses.replace(gcfg, dit=dit)
 
 
 def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
@@ -139,7 +157,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
     tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "decoder"} & set(stages):
+    elif {"t2v", "refine", "decoder", "edit"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
@@ -182,6 +200,17 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
             meta = {"typed_parse_accuracy": typed, "free_parse_accuracy": free}
             save_component(out / "rewrite", "rewriter", p.rewriter, rewriter.cpu(), meta)
             print(f"[recipe] rewriter parses {typed:.3f} typed / {free:.3f} free captions exactly", flush=True)
+    if "edit" in stages and p.edit_train is not None:
+        from ..models.generator import Generator
+
+        ecfg = edit_generator_config(p.generator)
+        t2v = load_weights(out / "t2v", Generator(p.generator))
+        gen = train_edit(p.edit_train, ecfg, tae, t2v, rt, out / "edit-run")
+        if rt.main:
+            meta = {"edit_steps": p.edit_train.steps, "grown_from": "t2v"}
+            save_component(out / "edit", "generator", ecfg, gen, meta, gen_dtype)
+            print(f"[recipe] edit ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        rt.barrier()
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
     return out

@@ -1,0 +1,262 @@
+"""Instruction editing (SYSTEM.md section 5, Movie Gen Edit at our scale), grown from the T2V
+generator: the source's latents are concatenated to the noisy latents on channels (zero-initialised
+weights, so the model starts as the T2V one), a learned task embedding is added to the time
+embedding and read as extra context tokens, and the instruction goes through the text encoder.
+
+Movie Gen's stages, adapted to a world that renders exact video pairs: (I) image edits (1-frame
+clips) multitasked with text-to-image (blank source), then (II) video edit pairs, every n-th step
+still an image batch, with plain text-to-video mixed in. The instruction and the source are
+dropped now and then so the three terms of two-scale guidance exist (InstructPix2Pix).
+
+Resumable: the encoded pairs are cached in the run folder, and a checkpoint with the optimiser
+state (safetensors + JSON, never pickles) is written every `checkpoint_every` steps; every step's
+randomness is drawn from (seed, step), so a resumed run draws what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import save_component
+from ..models.generator import Generator, GeneratorConfig
+from ..models.tae import TAE
+from ..sampling import interpolate, sample_times, target_velocity
+from ..world.captions import free_caption
+from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
+from ..world.scene import sample_scene
+from .common import Logger, Runtime, cosine_lr, set_lr
+from .t2v_stage import encode_dataset
+
+
+@dataclass(frozen=True)
+class EditTrainConfig:
+    video_sources: int = 800
+    video_edits: int = 3  # edits per video source (distinct tasks where possible)
+    image_sources: int = 2000
+    image_edits: int = 2
+    frames: int = 32
+    size: int = 64
+    image_steps: int = 300  # stage I: image edits only
+    steps: int = 2400  # in all, stage I included
+    video_batch: int = 16
+    image_batch: int = 64
+    image_every: int = 4  # in stage II every n-th step is an image batch
+    t2v_share: float = 0.15  # samples that are plain generation: blank source, caption, task "generate"
+    free_share: float = 0.6  # instructions in a free phrasing (the rest canonical)
+    drop_instruction: float = 0.1  # source kept, instruction empty, task "generate": v(source)
+    drop_both: float = 0.05  # blank source, empty instruction: v(none)
+    lr: float = 3e-4
+    warmup: int = 50
+    ema: float = 0.995
+    checkpoint_every: int = 100
+    seed: int = 7
+
+
+def grow_for_editing(t2v: Generator, cfg: GeneratorConfig) -> Generator:
+    """A generator with the edit inputs (cfg.dit.extra_channels, cfg.dit.tasks), holding the T2V
+    weights: the new input channels and the task embedding start at zero, so it is the T2V model."""
+    model = Generator(cfg)
+    own = model.state_dict()
+    for k, v in t2v.state_dict().items():
+        if k == "dit.patch_embed.weight":
+            own[k][:, : v.shape[1]] = v  # the latent channels; the source's channels stay zero
+        else:
+            own[k] = v
+    model.load_state_dict(own)
+    return model
+
+
+def _sample_pairs(rng: np.random.Generator, n_sources: int, per_source: int, image: bool) -> tuple[list, list]:
+    """Sources from training combinations and up to `per_source` edits of each, of distinct tasks."""
+    sources, pairs = [], []
+    for _ in range(n_sources):
+        scene = sample_scene(rng, image=image)
+        got = []
+        for task in rng.permutation(len(EDIT_TASKS)):
+            pair = sample_edit(rng, scene, EDIT_TASKS[task], image=image)
+            if pair is not None:
+                got.append(pair)
+            if len(got) == per_source:
+                break
+        sources.append(scene)
+        pairs += [(len(sources) - 1, p) for p in got]
+    return sources, pairs
+
+
+class EditData:
+    """Encoded sources and targets of one kind (videos or images), with their pairs."""
+
+    def __init__(self, sources: list, pairs: list[tuple[int, EditPair]], src: torch.Tensor, tgt: torch.Tensor):
+        self.sources, self.pairs, self.src, self.tgt = sources, pairs, src, tgt
+
+    @classmethod
+    def build(cls, tcfg: EditTrainConfig, tae: TAE, rt: Runtime, image: bool, cache: Path | None) -> EditData:
+        rng = np.random.default_rng([tcfg.seed, int(image), rt.rank])
+        n, k = (tcfg.image_sources, tcfg.image_edits) if image else (tcfg.video_sources, tcfg.video_edits)
+        frames = 1 if image else tcfg.frames
+        sources, pairs = _sample_pairs(rng, n, k, image)
+        if cache is not None and cache.is_file():
+            data = load_file(str(cache))
+            if len(data["src"]) == len(sources) and len(data["tgt"]) == len(pairs):
+                return cls(sources, pairs, data["src"].to(rt.device), data["tgt"].to(rt.device))
+        src = encode_dataset(tae, sources, frames, tcfg.size, rt, batch=64 if image else 16)
+        tgt = encode_dataset(tae, [p.target for _, p in pairs], frames, tcfg.size, rt, batch=64 if image else 16)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"src": src.cpu().contiguous(), "tgt": tgt.cpu().contiguous()}, str(cache))
+        return cls(sources, pairs, src, tgt)
+
+
+def make_batch(
+    tcfg: EditTrainConfig, data: EditData, rng: np.random.Generator, n: int, image: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """(x1 target latents, cond source latents (zeros = blank), texts, task ids) for one step."""
+    idx = rng.integers(len(data.pairs), size=n)
+    x1, cond, texts, tasks = [], [], [], []
+    for i in idx:
+        s, pair = data.pairs[i]
+        r = rng.random()
+        if r < tcfg.t2v_share:  # plain generation of the source or the target scene
+            use_target = rng.random() < 0.5
+            scene = pair.target if use_target else pair.source
+            x1.append(data.tgt[i] if use_target else data.src[s])
+            cond.append(torch.zeros_like(data.src[s]))
+            texts.append("" if rng.random() < 0.1 else free_caption(rng, scene, image=image).text)
+            tasks.append(0)
+            continue
+        x1.append(data.tgt[i])
+        r = rng.random()
+        if r < tcfg.drop_both:
+            cond.append(torch.zeros_like(data.src[s]))
+            texts.append("")
+            tasks.append(0)
+        elif r < tcfg.drop_both + tcfg.drop_instruction:
+            cond.append(data.src[s])
+            texts.append("")
+            tasks.append(0)
+        else:
+            cond.append(data.src[s])
+            free = rng.random() < tcfg.free_share
+            texts.append(free_instruction(rng, pair, image=image) if free else pair.instruction)
+            tasks.append(TASKS.index(pair.edit.task))
+    x1_t = torch.stack(x1).float().to(device)
+    cond_t = torch.stack(cond).float().to(device)
+    return x1_t, cond_t, texts, torch.tensor(tasks, device=device)
+
+
+def _state_paths(run: Path) -> tuple[Path, Path]:
+    return run / "resume" / "state.safetensors", run / "resume" / "state.json"
+
+
+def _save_state(run: Path, step: int, model: Generator, ema: Generator, opt: torch.optim.Optimizer) -> None:
+    """Everything a resumed run needs, written atomically (a kill mid-write keeps the last one)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    steps = {}
+    for i, st in opt.state_dict()["state"].items():
+        tensors[f"opt.{i}.exp_avg"] = st["exp_avg"]
+        tensors[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
+        steps[str(i)] = float(st["step"])
+    ft, fj = _state_paths(run)
+    ft.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(ft) + ".part")
+    Path(str(ft) + ".part").replace(ft)
+    fj.write_text(json.dumps({"step": step, "opt_steps": steps}))
+
+
+def _load_state(run: Path, model: Generator, ema: Generator, opt: torch.optim.Optimizer) -> int:
+    ft, fj = _state_paths(run)
+    if not (ft.is_file() and fj.is_file()):
+        return 0
+    t, meta = load_file(str(ft)), json.loads(fj.read_text())
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    sd = opt.state_dict()
+    dev = next(model.parameters()).device
+    sd["state"] = {
+        int(i): {
+            "step": torch.tensor(s),
+            "exp_avg": t[f"opt.{i}.exp_avg"].to(dev),
+            "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(dev),
+        }
+        for i, s in meta["opt_steps"].items()
+    }
+    opt.load_state_dict(sd)
+    return int(meta["step"])
+
+
+def _data_key(tcfg: EditTrainConfig, tae: TAE) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(tcfg).items() if "source" in k or "edits" in k or k in ("seed",)}
+    tae_sum = float(sum(p.detach().float().sum() for p in tae.parameters()))
+    return hashlib.sha256(json.dumps([fields, tcfg.frames, tcfg.size, tae_sum]).encode()).hexdigest()[:12]
+
+
+def train_edit(
+    tcfg: EditTrainConfig, gcfg: GeneratorConfig, tae: TAE, t2v: Generator, rt: Runtime, run: Path
+) -> Generator:
+    """Grow `t2v` into the edit model and train it; `run` holds the data cache and resume state.
+    Returns the EMA weights."""
+    torch.manual_seed(tcfg.seed)
+    model = grow_for_editing(t2v, gcfg).to(rt.device)
+    model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
+    tae = tae.to(rt.device).eval()
+    key = _data_key(tcfg, tae)
+    t0 = time.perf_counter()
+    img = EditData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors" if rt.main else None)
+    vid = EditData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors" if rt.main else None)
+    if rt.main:
+        print(
+            f"[edit] {len(vid.pairs)} video pairs of {len(vid.sources)} sources, {len(img.pairs)} image pairs"
+            f" ready in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    start = _load_state(run, model, ema, opt)
+    if rt.main and start:
+        print(f"[edit] resumed at step {start}", flush=True)
+    gen = torch.Generator()
+    log = Logger(rt, "edit", tcfg.steps, every=25)
+    for step in range(start, tcfg.steps):
+        rng = np.random.default_rng([tcfg.seed, step, rt.rank])
+        gen.manual_seed(tcfg.seed * 100003 + step * 17 + rt.rank)
+        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
+        image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
+        data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
+        x1, cond, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device)
+        x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
+        t = sample_times(n, gen, rt.device)
+        xt = interpolate(x0, x1, t)
+        with rt.autocast():
+            v = model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts))
+        loss = F.mse_loss(v.float(), target_velocity(x0, x1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        rt.average_gradients(params)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(tcfg.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        log.log(step, **{"img" if image else "vid": loss})
+        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
+            _save_state(run, step + 1, model, ema, opt)
+            # bf16 snapshots to evaluate while training goes on (the shipped T2V is bf16 too).
+            meta = {"edit_steps": step + 1}
+            save_component(run / f"edit-step{step + 1}", "generator", gcfg, ema, meta, torch.bfloat16)
+        rt.barrier()
+    rt.check_in_sync(ema, "edit")
+    return ema
+
