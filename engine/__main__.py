@@ -1,8 +1,9 @@
 """Command line: generate, eval, bench, train.
 
 python -m engine generate --prompt "a red circle moving left on a blue background" --seed 0 --out out.mp4
-python -m engine eval t2v | tae
-python -m engine bench
+python -m engine edit --video in.mp4 --instruction "make the circle yellow" --seed 0 --out out.mp4
+python -m engine eval t2v | tae | edit
+python -m engine bench [t2v | edit]
 python -m engine train --preset shapes-v2 --out runs/shapes-v2
 """
 
@@ -54,6 +55,26 @@ def _request_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _edit_args(p: argparse.ArgumentParser) -> None:
+    from .requests import EDIT_TASK_CHOICES, EditRequest
+    from .sampling import SCHEDULES
+
+    d = EditRequest(video="")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--guidance", type=float, default=d.guidance, help="follow the instruction (or the prompt)")
+    p.add_argument("--source-guidance", type=float, default=d.source_guidance, help="keep the source")
+    p.add_argument("--task", choices=EDIT_TASK_CHOICES, default=d.edit_task, help="the edit task (default: read it)")
+    p.add_argument("--strength", type=float, default=d.strength, help="SDEdit: 1 = generate anew, near 0 = the source")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
+    p.add_argument(
+        "--no-rewrite",
+        dest="rewrite",
+        action="store_false",
+        help="give the model the instruction (or prompt) as typed, not its canonical reading",
+    )
+
+
 def _request(args, prompt: str):
     from .requests import T2VRequest
 
@@ -91,9 +112,55 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _edit_request(args, video: str):
+    from .requests import EditRequest
+
+    return EditRequest(
+        video=video,
+        instruction=args.instruction or "",
+        prompt=args.prompt or "",
+        mode="sdedit" if args.prompt else "instruction",
+        edit_task=args.task,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        source_guidance=args.source_guidance,
+        strength=args.strength,
+        schedule=args.schedule,
+        rewrite=args.rewrite,
+    )
+
+
+def cmd_edit(args) -> int:
+    from .requests import Error, Progress, Result
+
+    if bool(args.instruction) == bool(args.prompt):
+        print("error: give --instruction (what to change) or --prompt (the result described, SDEdit)", file=sys.stderr)
+        return 2
+    engine = _engine(args)
+    req = _edit_request(args, args.video)
+    for ev in engine.run(req, out=args.out, previews=False):
+        if isinstance(ev, Progress) and not args.quiet:
+            print(f"\rstep {ev.step}/{ev.total}  eta {ev.eta:4.1f}s", end="", file=sys.stderr, flush=True)
+        elif isinstance(ev, Error):
+            print(f"\nerror: {ev.message}", file=sys.stderr)
+            return 2
+        elif isinstance(ev, Result):
+            if not args.quiet:
+                meta = ev.metadata
+                print(f"\nsource: {meta['source']['summary']}", file=sys.stderr)
+                if meta.get("reading"):
+                    print(f"read as: {meta['edit_task']}: {meta['given']}", file=sys.stderr)
+                print(f"{ev.path}  ({meta['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
+            print(ev.path)
+    return 0
+
+
 def cmd_eval(args) -> int:
     import tempfile
 
+    if args.n is None:
+        args.n = 12 if args.what == "edit" else 48
     engine = _engine(args)
     scratch = tempfile.TemporaryDirectory()  # evaluation clips must not flood the studio's history
     engine.outputs_dir = Path(scratch.name)
@@ -101,6 +168,24 @@ def cmd_eval(args) -> int:
         from .eval.tae import evaluate_tae
 
         res = evaluate_tae(engine.tae, n=args.n)
+    elif args.what == "edit":
+        from .eval.edit import evaluate_edit
+        from .requests import EditRequest
+
+        base = EditRequest(
+            video="",
+            steps=args.steps,
+            guidance=args.guidance,
+            source_guidance=args.source_guidance,
+            schedule=args.schedule,
+            rewrite=args.rewrite,
+        )
+        strengths = tuple(float(x) for x in args.strengths.split(",") if x)
+        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("video", "seed", "strength")}}
+        res["settings"] |= {"model": engine.editor_id or engine.model_id, "precision": engine.precision}
+        res["settings"] |= {"per_task": args.n, "sdedit_strengths": strengths}
+        log = print if args.verbose else lambda *_: None
+        res |= evaluate_edit(engine, args.n, base, strengths, t2v_sources=args.t2v_sources, log=log)
     else:
         from .eval.t2v import evaluate_t2v, handwritten_prompts, held_out_prompts, typed_prompts
 
@@ -144,7 +229,10 @@ def cmd_bench(args) -> int:
         engine = _engine(args)
         cache, engine.cache = engine.cache, None  # timings below must not hit the cache
         out = Path(tmp) / "bench.mp4"
-        base = _request(args, args.prompt)
+        if args.what == "edit":
+            base = _bench_edit_request(args, Path(tmp))
+        else:
+            base = _request(args, args.prompt)
         seeds = [dataclasses.replace(base, seed=i) for i in range(args.repeats)]
         timed(engine, dataclasses.replace(base, seed=10_000), out, False)  # warm-up
         plain = [timed(engine, r, out, False)[0] for r in seeds]
@@ -157,6 +245,7 @@ def cmd_bench(args) -> int:
         print(
             json.dumps(
                 {
+                    "task": args.what,
                     "device": str(engine.device),
                     "threads": torch.get_num_threads(),
                     "precision": engine.precision,
@@ -172,6 +261,19 @@ def cmd_bench(args) -> int:
             )
         )
     return 0
+
+
+def _bench_edit_request(args, tmp: Path):
+    """A 32-frame 64x64 world clip as an H.264 upload, and an instruction the model knows."""
+
+    from .requests import EditRequest
+    from .video_io import write_video
+    from .world.render import render
+    from .world.scene import Scene, ShapeObject
+
+    scene = Scene("blue", (ShapeObject("red", "circle", "left", 0.5, 0.5),))
+    src = write_video(tmp / "source.mp4", render(scene, 64, 32), 8.0, {})
+    return EditRequest(video=str(src), instruction=args.instruction, steps=args.steps, guidance=args.guidance)
 
 
 def cmd_train(args) -> int:
@@ -195,9 +297,24 @@ def main(argv: list[str] | None = None) -> int:
     _common(g)
     g.set_defaults(fn=cmd_generate)
 
+    ed = sub.add_parser("edit", help="edit a video by instruction (or by describing the result: SDEdit)")
+    ed.add_argument("--video", required=True, help="the source: MP4, MOV, WebM, MKV, AVI, GIF, or a PNG/JPEG image")
+    ed.add_argument("--instruction", help="what to change, e.g. 'make the circle yellow'")
+    ed.add_argument("--prompt", help="instead of an instruction: the result described (SDEdit through the T2V model)")
+    ed.add_argument("--out", help="output .mp4 (or .png for an image source); default: outputs/")
+    ed.add_argument("--quiet", action="store_true")
+    _edit_args(ed)
+    _common(ed)
+    ed.set_defaults(fn=cmd_edit)
+
     e = sub.add_parser("eval", help="quality figures on held-out data")
-    e.add_argument("what", choices=["t2v", "tae"])
-    e.add_argument("--n", type=int, default=48, help="prompts (t2v) or clips (tae)")
+    e.add_argument("what", choices=["t2v", "tae", "edit"])
+    e.add_argument(
+        "--n", type=int, default=None, help="prompts (t2v, 48), clips (tae, 48), sources per task (edit, 12)"
+    )
+    e.add_argument("--source-guidance", type=float, default=1.5, help="edit: keep the source (s_I)")
+    e.add_argument("--strengths", default="0.5,0.75", help="edit: SDEdit baseline strengths, comma-separated")
+    e.add_argument("--t2v-sources", type=int, default=12, help="edit: T2V outputs edited (0: skip)")
     e.add_argument("--verbose", action="store_true")
     e.add_argument("--sets", default="held_out,handwritten,typed", help="t2v prompt sets, comma-separated")
     _request_args(e)
@@ -205,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="generation time (median of N after a warm-up) and cache-hit time")
+    b.add_argument("what", nargs="?", choices=["t2v", "edit"], default="t2v")
     b.add_argument("--prompt", default="a red circle moving left on a blue background")
+    b.add_argument("--instruction", default="make the circle yellow", help="edit: the instruction timed")
     b.add_argument("--repeats", type=int, default=5)
     _request_args(b)
     _common(b)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +27,41 @@ from .requests import (
     MAX_PROMPT_CHARS,
     Cancelled,
     CancelToken,
+    EditRequest,
     Error,
     Event,
     Preview,
     Progress,
+    Request,
     RequestError,
     Result,
     T2VRequest,
 )
-from .tasks import denoise, prepare_t2v
-from .video_io import write_png, write_video
+from .tasks import Prepared, denoise, prepare_edit, prepare_sdedit, prepare_t2v
+from .video_io import NormalizedClip, VideoInputError, VideoLimits, normalize_video, write_png, write_video
+from .world.analyse import source_scene
 from .world.data import to_frames
+from .world.edits import TASKS
+from .world.instructions import InstructionReading, read_instruction
 
+EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go in overlapping windows
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
+
+
+@dataclass
+class _Job:
+    """What one request hands the shared path: its cache key, how to prepare it on a miss, the
+    model that denoises it, and what to write."""
+
+    key: str
+    prepare: Callable[[], Prepared]
+    model: Generator
+    frames: int
+    size: int
+    fps: float
+    meta: dict  # the task's own metadata (how the prompt or instruction was read, the source)
+    audio_from: Path | None = None  # an upload whose audio goes into the result
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -59,6 +81,7 @@ class Engine:
         cache_dir: str | Path | None = "cache",
         outputs_dir: str | Path = "outputs",
         bf16: bool = True,
+        limits: VideoLimits = VideoLimits(),
     ):
         self.model_dir = Path(model)
         self.device = pick_device(device)
@@ -72,6 +95,11 @@ class Engine:
         self.rewriter = self._load(self.model_dir / "rewrite", PromptRewriter, RewriterConfig) if has_rewriter else None
         parts = ("tae", "t2v", "rewrite") if has_rewriter else ("tae", "t2v")
         self.model_id = f"{self.model_dir.name}@" + "".join(file_digest(self.model_dir / p)[:8] for p in parts)
+        # The edit model is optional too: without one, the Edit tab offers SDEdit only.
+        has_editor = (self.model_dir / "edit" / "config.json").is_file()
+        self.editor = self._load(self.model_dir / "edit", Generator, GeneratorConfig) if has_editor else None
+        self.editor_id = f"{self.model_id}+{file_digest(self.model_dir / 'edit')[:8]}" if has_editor else ""
+        self.limits = limits
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
@@ -81,39 +109,42 @@ class Engine:
         return load_weights(path, cls(cfg)).to(self.device).eval().requires_grad_(False)
 
     # -- conditioning -------------------------------------------------------------------------
-    def encode_prompt(self, prompt: str) -> dict[str, torch.Tensor]:
-        """Text tokens for one prompt, from the cache when this model has seen it before."""
-        key = cache_key("text", self.model_id, prompt)
+    def encode_prompt(self, prompt: str, model: Generator | None = None) -> dict[str, torch.Tensor]:
+        """Text tokens for one prompt (or instruction) through `model`'s text encoder (default: the
+        T2V generator's), from the cache when that model has seen it before."""
+        model = model or self.generator
+        key = cache_key("text", self.editor_id if model is self.editor else self.model_id, prompt)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             return {k: v.to(self.device) for k, v in hit.items()}
         with torch.no_grad():
-            out = self.generator.encode_prompts([prompt])
+            out = model.encode_prompts([prompt])
         if self.cache is not None:
             self.cache.put(key, out)
         return out
 
     def rewrite(self, req: T2VRequest) -> Rewrite | None:
-        """What the generator will be given for this request's prompt (None: the prompt as typed)."""
-        if not req.rewrite or self.rewriter is None or not req.prompt.strip():
-            return None
-        if len(req.prompt) > MAX_PROMPT_CHARS:  # refused by validate(); not worth reading (studio reads as you type)
-            return None
-        return self.rewriter([req.prompt], image=req.frames == 1)[0]
+        """What the generator will be given for this request's prompt (None: the prompt as typed).
+        Over-long prompts are refused by validate(), so are not worth reading here."""
+        return self.rewrite_text(req.prompt, image=req.frames == 1) if req.rewrite else None
 
     # -- running requests ---------------------------------------------------------------------
     def run(
-        self, req: T2VRequest, cancel: CancelToken | None = None, out: str | Path | None = None, previews: bool = True
+        self, req: Request, cancel: CancelToken | None = None, out: str | Path | None = None, previews: bool = True
     ) -> Iterator[Event]:
-        """Run one request, yielding Progress and Preview each step, then a Result or an Error.
+        """Run one request of any task, yielding Progress and Preview each step, then a Result or
+        an Error. One path for every task: validate, normalise inputs, look up the cache, prepare,
+        denoise, decode, write, record metadata.
 
         One job at a time per engine, whoever calls (the studio's queue, a script, a test)."""
         try:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
-            _check_out(out, req)  # before any work: a wrong name should not cost a generation
+            _check_out(out, req.frames if isinstance(req, T2VRequest) else None)  # before any work
             with self._lock:
-                yield from self._run_t2v(req, cancel or CancelToken(), out, previews)
-        except RequestError as e:
+                job = self._job_edit(req) if isinstance(req, EditRequest) else self._job_t2v(req)
+                _check_out(out, job.frames)  # an edit's frame count is known once its source is read
+                yield from self._execute(req, job, cancel or CancelToken(), out, previews)
+        except (RequestError, VideoInputError) as e:
             yield Error(str(e))
         except Cancelled:
             yield Error("Cancelled: the job was stopped; nothing was saved.", cancelled=True)
@@ -122,7 +153,7 @@ class Engine:
         except OSError as e:
             yield Error(f"Could not write the result ({e.strerror or e}). Free some disk space and try again.")
 
-    def generate(self, req: T2VRequest, out: str | Path | None = None) -> Result:
+    def generate(self, req: Request, out: str | Path | None = None) -> Result:
         """Run to the end and return the Result (raises RequestError on failure)."""
         for event in self.run(req, out=out, previews=False):
             if isinstance(event, Result):
@@ -131,17 +162,74 @@ class Engine:
                 raise RequestError(event.message)
         raise RuntimeError("the engine ended without a result")
 
-    def _run_t2v(self, req: T2VRequest, cancel: CancelToken, out, previews: bool) -> Iterator[Event]:
-        start = time.perf_counter()
+    def _job_t2v(self, req: T2VRequest) -> _Job:
         rewrite = self.rewrite(req)
-        key = cache_key("t2v", self.model_id, self.precision, req.to_dict())
-        hit = self.cache.get(key) if self.cache is not None else None
+        given = replace(req, prompt=rewrite.text) if rewrite is not None else req
+        return _Job(
+            key=cache_key("t2v", self.model_id, self.precision, req.to_dict()),
+            prepare=lambda: prepare_t2v(given, self.tae, self.encode_prompt),
+            model=self.generator,
+            frames=req.frames,
+            size=req.size,
+            fps=req.fps,
+            meta={"rewrite": rewrite.to_dict() if rewrite is not None else None},
+        )
+
+    def _job_edit(self, req: EditRequest) -> _Job:
+        clip = self.load_source(req.video, req.size, req.fps)
+        frames = len(clip.frames)
+        src = self.encode_source(clip)  # (1, Cz, t, h, w)
+        window = self.tae.cfg.latent_shape(EDIT_WINDOW_FRAMES, req.size, req.size)[1]
+        source_meta = {"name": Path(req.video).name, "sha256": clip.digest, "summary": clip.summary} | clip.info
+        given = req.to_dict() | {"video": clip.digest}  # the content, not the file's name, identifies it
+        if req.mode == "sdedit":
+            rewrite = self.rewrite_text(req.prompt, image=frames == 1) if req.rewrite else None
+            prompt = rewrite.text if rewrite is not None else req.prompt
+            return _Job(
+                key=cache_key("sdedit", self.model_id, self.precision, given),
+                prepare=lambda: prepare_sdedit(req, src, prompt, self.encode_prompt, frames, window),
+                model=self.generator,
+                frames=frames,
+                size=req.size,
+                fps=clip.fps,
+                meta={"rewrite": rewrite.to_dict() if rewrite is not None else None, "source": source_meta},
+                audio_from=Path(req.video),
+            )
+        if self.editor is None:
+            raise RequestError(
+                f"The model folder {self.model_dir} has no edit model (an 'edit' folder), so instructions cannot be"
+                " followed; describe the result instead (the SDEdit mode), or use a model folder that has one."
+            )
+        reading = self.read_instruction(req.instruction, clip.frames)
+        task = reading.task if req.edit_task == "auto" else req.edit_task
+        if task is None:
+            raise RequestError(
+                "Could not tell which kind of edit this is. Say it as one of: recolor ('make the circle yellow'),"
+                " background ('change the background to white'), reshape ('turn the circle into a star'), remove"
+                " ('remove the green star'), add ('add a yellow square moving up'), motion ('make the circle move"
+                " up'), or pick the task yourself."
+            )
+        text = reading.canonical if req.rewrite and reading.canonical else req.instruction
+        encode = partial(self.encode_prompt, model=self.editor)
+        return _Job(
+            key=cache_key("edit", self.editor_id, self.precision, given),
+            prepare=lambda: prepare_edit(req, src, text, TASKS.index(task), encode, frames, window),
+            model=self.editor,
+            frames=frames,
+            size=req.size,
+            fps=clip.fps,
+            meta={"reading": reading.to_dict(), "edit_task": task, "given": text, "source": source_meta},
+            audio_from=Path(req.video),
+        )
+
+    def _execute(self, req: Request, job: _Job, cancel: CancelToken, out, previews: bool) -> Iterator[Event]:
+        start = time.perf_counter()
+        hit = self.cache.get(job.key) if self.cache is not None else None
         cached = hit is not None
         if cached:
             frames = hit["frames"].numpy()
         else:
-            given = replace(req, prompt=rewrite.text) if rewrite is not None else req
-            prep = prepare_t2v(given, self.tae, self.encode_prompt)
+            prep = job.prepare()
             events: list[Event] = []
 
             def on_step(step: int, total: int, x1_hat: torch.Tensor) -> None:
@@ -150,22 +238,21 @@ class Engine:
                 el = time.perf_counter() - start
                 events.append(Progress(step, total, el, el / step * (total - step)))
                 if previews:
-                    events.append(Preview(step, self.preview_frames(x1_hat, req.frames, req.size)))
+                    events.append(Preview(step, self.preview_frames(x1_hat, job.frames, job.size)))
 
             # The loop runs as a generator of steps, so events reach the caller as they happen.
             latents = yield from _stream(
-                lambda cb: denoise(self.generator, prep, self.device, cb, self.bf16), on_step, events
+                lambda cb: denoise(job.model, prep, self.device, cb, self.bf16), on_step, events
             )
             if cancel.cancelled:
                 raise Cancelled
-            video = self.tae.decode(latents, req.frames)[0]  # (3, T, H, W)
+            video = self.tae.decode(latents, job.frames)[0]  # (3, T, H, W)
             frames = to_frames(video)
             if self.cache is not None:
-                self.cache.put(key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
-        meta = {
-            "request": req.to_dict(),
-            "rewrite": rewrite.to_dict() if rewrite is not None else None,
-            "model": self.model_id,
+                self.cache.put(job.key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
+        meta = {"request": req.to_dict()} | job.meta
+        meta |= {
+            "model": self.editor_id if job.model is self.editor else self.model_id,
             "engine": VERSION,
             "device": str(self.device),
             "precision": self.precision,
@@ -173,19 +260,52 @@ class Engine:
             "cached": cached,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        path = self._write(frames, req, meta, out)
+        path = self._write(frames, req, meta, out, job.fps, job.audio_from)
         meta["seconds"] = round(time.perf_counter() - start, 3)
         yield Result(path=path, metadata=meta, frames=frames, cached=cached)
 
-    def _write(self, frames: np.ndarray, req: T2VRequest, meta: dict, out) -> Path:
+    # -- sources and instructions (edits) -------------------------------------------------------
+    def load_source(self, path: str | Path, size: int = 64, fps: float = 8.0) -> NormalizedClip:
+        """An upload as the model will see it: decoded as a stream, upright, centre square, resized,
+        resampled to the model's rate. Raises VideoInputError with a message for the user."""
+        if not Path(path).is_file():
+            raise VideoInputError(f"The source {Path(path).name!r} does not exist or is not a file.")
+        return normalize_video(path, size, fps, self.limits)
+
+    def encode_source(self, clip: NormalizedClip) -> torch.Tensor:
+        """Normalised TAE latents (1, Cz, t, h, w) of a normalised clip, cached by its content."""
+        key = cache_key("source", self.model_id, clip.digest, clip.frames.shape, clip.fps)
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            return hit["latents"].to(self.device)
+        x = torch.from_numpy(clip.frames).to(self.device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        z = self.tae.encode(x)  # (1, Cz, t, h, w)
+        if self.cache is not None:
+            self.cache.put(key, {"latents": z.cpu()})
+        return z
+
+    def read_instruction(self, instruction: str, frames: np.ndarray | None = None) -> InstructionReading:
+        """What the instruction asks for; with the source's frames, objects named by colour or shape
+        alone are resolved against what the analyser reads in them (world clips)."""
+        return read_instruction(instruction, source_scene(frames) if frames is not None else None)
+
+    def rewrite_text(self, prompt: str, image: bool = False) -> Rewrite | None:
+        if self.rewriter is None or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
+            return None
+        return self.rewriter([prompt], image=image)[0]
+
+    def _write(self, frames: np.ndarray, req: Request, meta: dict, out, fps: float, audio_from: Path | None) -> Path:
+        image = len(frames) == 1 and (out is None or Path(out).suffix.lower() == ".png")
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if req.frames == 1 else '.mp4'}"
+            out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
         out = Path(out)
-        if out.suffix.lower() == ".png":
+        if image:
             write_png(out, frames[0], meta)
+        elif audio_from is not None:
+            write_video(out, frames, fps, meta, audio_from=audio_from)
         else:
-            write_video(out, frames, req.fps, meta)
+            write_video(out, frames, fps, meta)
         # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
         mid = frames[len(frames) // 2]
         k = max(1, 128 // max(mid.shape[:2]))
@@ -256,8 +376,9 @@ def _stream(run, on_step, events: list) -> Iterator[Event]:
 OUTPUT_SUFFIXES = (".mp4", ".png")
 
 
-def _check_out(out: str | Path | None, req: T2VRequest) -> None:
-    """Refuse an output name the engine cannot honour, before anything runs."""
+def _check_out(out: str | Path | None, frames: int | None) -> None:
+    """Refuse an output name the engine cannot honour, before anything runs (frames None: not
+    known yet)."""
     if out is None:
         return
     suffix = Path(out).suffix.lower()
@@ -265,5 +386,5 @@ def _check_out(out: str | Path | None, req: T2VRequest) -> None:
         raise RequestError(
             f"Cannot write {Path(out).name!r}: outputs are .mp4 (H.264, plays in a browser) or .png (with --frames 1)."
         )
-    if suffix == ".png" and req.frames != 1:
-        raise RequestError("A .png output holds one frame: use --frames 1, or an .mp4 output.")
+    if suffix == ".png" and frames is not None and frames != 1:
+        raise RequestError("A .png output holds one frame: use --frames 1 (or an image source), or an .mp4 output.")

@@ -64,6 +64,72 @@ class T2VRequest:
         return {"task": self.task} | asdict(self)
 
 
+EDIT_MODES = ("instruction", "sdedit")  # say what to change / describe the result (SDEdit)
+EDIT_TASK_CHOICES = ("auto", "recolor", "background", "reshape", "remove", "add", "motion")
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    video: str  # the source: any upload (video or image); normalised to the model's size and rate
+    instruction: str = ""  # mode "instruction": what to change
+    prompt: str = ""  # mode "sdedit": the result described, as a T2V prompt
+    mode: str = "instruction"
+    edit_task: str = "auto"  # the task embedding: read from the instruction, or one of EDIT_TASKS
+    seed: int = 0
+    steps: int = 24
+    guidance: float = 5.0  # follow the instruction (s_T), or the prompt in SDEdit
+    source_guidance: float = 1.5  # keep the source (s_I)
+    strength: float = 0.6  # SDEdit: how far towards noise the source goes (1 = generate anew)
+    size: int = 64
+    fps: float = 8.0
+    schedule: str = "linear-quadratic"
+    rewrite: bool = True  # read the instruction / prompt into its canonical form first
+
+    task = "edit"
+
+    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+        if self.mode not in EDIT_MODES:
+            raise RequestError(f"mode must be one of {', '.join(EDIT_MODES)}, got {self.mode!r}.")
+        text, what = (self.instruction, "instruction") if self.mode == "instruction" else (self.prompt, "prompt")
+        if not text.strip():
+            example = (
+                "'make the circle yellow'"
+                if what == "instruction"
+                else "'a blue star moving left on a white background'"
+            )
+            raise RequestError(f"The {what} is empty. Say what the result should be, e.g. {example}.")
+        for name, value in (("instruction", self.instruction), ("prompt", self.prompt)):
+            if len(value) > MAX_PROMPT_CHARS:
+                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        if not str(self.video).strip():
+            raise RequestError("No source video: upload a clip (MP4, MOV, WebM, MKV, AVI, GIF) or an image to edit.")
+        if self.edit_task not in EDIT_TASK_CHOICES:
+            raise RequestError(f"task must be one of {', '.join(EDIT_TASK_CHOICES)}, got {self.edit_task!r}.")
+        if not 1 <= self.steps <= 500:
+            raise RequestError(f"steps must be between 1 and 500, got {self.steps}.")
+        for name, value in (("guidance", self.guidance), ("source guidance", self.source_guidance)):
+            if not 0.0 <= value <= 30.0:
+                raise RequestError(f"{name} must be between 0 and 30, got {value}.")
+        if not 0.0 < self.strength <= 1.0:
+            raise RequestError(f"strength must be above 0 and at most 1, got {self.strength}.")
+        if self.size % size_multiple or not size_multiple <= self.size <= max_size:
+            raise RequestError(
+                f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {self.size}."
+            )
+        if self.schedule not in SCHEDULES:
+            raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
+        if not 0 < self.fps <= 60:
+            raise RequestError(f"fps must be between 0 and 60, got {self.fps}.")
+        if not 0 <= self.seed < 2**63:
+            raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+Request = T2VRequest | EditRequest
+
+
 class CancelToken:
     """Set from any thread; the engine checks it every step."""
 

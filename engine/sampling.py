@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import torch
 
+from .tiling import blend_tiles, tile_starts
+
 S_MIN = 1e-5
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t (B,)) -> v
@@ -81,6 +83,55 @@ def guided_velocity(
         return v_u + guidance * (v_c - v_u)
 
     return velocity
+
+
+def two_scale_velocity(
+    model: Callable[..., torch.Tensor],
+    full: dict,
+    source: dict,
+    none: dict,
+    text_guidance: float,
+    source_guidance: float,
+) -> Velocity:
+    """InstructPix2Pix's two-scale guidance (SYSTEM.md section 5), the three terms in one batch:
+    v = v(none) + s_I (v(source) - v(none)) + s_T (v(source, instruction) - v(source)).
+
+    full / source / none are the model's keyword arguments with the source and the instruction,
+    with the source only, and with neither."""
+    both = {k: _cat(_cat(full[k], source[k]), none[k]) for k in full}
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v = model(torch.cat([x, x, x]), torch.cat([t, t, t]), **both)
+        v_f, v_s, v_n = v.chunk(3)
+        return v_n + source_guidance * (v_s - v_n) + text_guidance * (v_f - v_s)
+
+    return velocity
+
+
+def windowed(model: Callable[..., torch.Tensor], window: int, overlap: int) -> Callable[..., torch.Tensor]:
+    """The model run over overlapping windows along time, blended where they overlap
+    (MultiDiffusion): clips longer than what it was trained on keep its quality, and memory stays
+    flat in length. Keyword tensors with a time axis (`cond`, the source latents) are cut the same
+    way; the rest (context, task) are shared by every window. Same signature as the model."""
+
+    def run(x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
+        total = x.shape[2]
+        if total <= window:
+            return model(x, t, **kwargs)
+        pieces = []
+        for s in tile_starts(total, window, overlap):
+            part = {k: v[:, :, s : s + window] if k == "cond" and v is not None else v for k, v in kwargs.items()}
+            pieces.append((s, model(x[:, :, s : s + window], t, **part)))  # (B, C, window, h, w)
+        return blend_tiles(pieces, total)  # (B, C, T, h, w)
+
+    return run
+
+
+def sdedit_times(times: torch.Tensor, strength: float) -> torch.Tensor:
+    """SDEdit: the schedule squeezed into [1 - strength, 1], so sampling starts from the source
+    noised to time 1 - strength (strength 1 is plain generation, 0 returns the source)."""
+    start = 1.0 - strength
+    return start + (1.0 - start) * times
 
 
 def _cat(a, b):

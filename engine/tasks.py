@@ -1,7 +1,7 @@
 """Each task prepares its conditioning; all of them share one denoising loop (flux-style).
 
 prepare_<task>() turns a request into a `Prepared`: the latent shape, the model's keyword
-arguments for the prompt and for the negative prompt, and the schedule. `denoise()` runs it.
+arguments for each guidance term, the schedule, and where sampling starts. `denoise()` runs it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 
 from .models.generator import Generator
 from .models.tae import TAE
-from .requests import T2VRequest
-from .sampling import SCHEDULES, euler, guided_velocity
+from .requests import EditRequest, T2VRequest
+from .sampling import SCHEDULES, euler, guided_velocity, interpolate, sdedit_times, two_scale_velocity, windowed
 
 EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
 
@@ -22,12 +22,18 @@ EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
 @dataclass
 class Prepared:
     shape: tuple[int, ...]  # (1, Cz, t, h, w)
-    cond: dict[str, torch.Tensor]
-    uncond: dict[str, torch.Tensor]
+    cond: dict[str, torch.Tensor]  # the full condition (prompt; or source + instruction + task)
+    uncond: dict[str, torch.Tensor]  # nothing (negative or empty prompt; blank source)
     guidance: float
     times: torch.Tensor
     seed: int
     frames: int
+    # Two-scale guidance (edits): the source alone, and how strongly to keep it.
+    source: dict[str, torch.Tensor] | None = None
+    source_guidance: float = 0.0
+    start: torch.Tensor | None = None  # SDEdit: clean latents that are noised to times[0]
+    window: int | None = None  # latent frames per window along time (None: the whole clip at once)
+    overlap: int = 0
 
 
 def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepared:
@@ -40,6 +46,52 @@ def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepa
         times=SCHEDULES[req.schedule](req.steps),
         seed=req.seed,
         frames=req.frames,
+    )
+
+
+def prepare_edit(
+    req: EditRequest,
+    source: torch.Tensor,
+    instruction: str,
+    task: int,
+    encode: EncodePrompt,
+    frames: int,
+    window: int,
+) -> Prepared:
+    """Movie Gen Edit: the source's latents (1, Cz, t, h, w) on extra channels, the instruction as
+    text and its task embedding; v(none) sees a blank source, v(source) no instruction."""
+    none_task = torch.zeros(1, dtype=torch.long, device=source.device)  # "generate"
+    return Prepared(
+        shape=tuple(source.shape),
+        cond=encode(instruction) | {"cond": source, "task": torch.full_like(none_task, task)},
+        source=encode("") | {"cond": source, "task": none_task},
+        uncond=encode("") | {"cond": torch.zeros_like(source), "task": none_task},
+        guidance=req.guidance,
+        source_guidance=req.source_guidance,
+        times=SCHEDULES[req.schedule](req.steps),
+        seed=req.seed,
+        frames=frames,
+        window=window,
+        overlap=window // 2,
+    )
+
+
+def prepare_sdedit(
+    req: EditRequest, source: torch.Tensor, prompt: str, encode: EncodePrompt, frames: int, window: int
+) -> Prepared:
+    """SDEdit through the T2V model: the source noised to time 1 - strength, then denoised with the
+    prompt that describes the result."""
+    return Prepared(
+        shape=tuple(source.shape),
+        cond=encode(prompt),
+        uncond=encode(""),
+        guidance=req.guidance,
+        times=sdedit_times(SCHEDULES[req.schedule](req.steps), req.strength),
+        seed=req.seed,
+        frames=frames,
+        start=source,
+        window=window,
+        overlap=window // 2,
     )
 
 
@@ -56,7 +108,11 @@ def denoise(
     autocast: bool = True,
 ) -> torch.Tensor:
     """Euler with guidance from noise to latents (1, Cz, t, h, w); callback(step, total, x1_hat)."""
-    velocity = guided_velocity(model, prep.cond, prep.uncond, prep.guidance)
+    net = windowed(model, prep.window, prep.overlap) if prep.window else model
+    if prep.source is not None:
+        velocity = two_scale_velocity(net, prep.cond, prep.source, prep.uncond, prep.guidance, prep.source_guidance)
+    else:
+        velocity = guided_velocity(net, prep.cond, prep.uncond, prep.guidance)
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -67,4 +123,6 @@ def denoise(
             callback(step, total, x1_hat)
 
     x = initial_noise(prep.shape, prep.seed, device)
+    if prep.start is not None:  # SDEdit: start part-way along the path from noise to the source
+        x = interpolate(x, prep.start.to(device), prep.times[:1].to(device))
     return euler(run, x, prep.times, on_step)

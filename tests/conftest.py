@@ -17,7 +17,8 @@ from engine.checkpoint import save_component  # noqa: E402
 from engine.models.generator import Generator  # noqa: E402
 from engine.models.rewrite import PromptRewriter  # noqa: E402
 from engine.models.tae import TAE  # noqa: E402
-from engine.train.recipe import PRESETS  # noqa: E402
+from engine.train.edit_stage import grow_for_editing  # noqa: E402
+from engine.train.recipe import PRESETS, edit_generator_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     with torch.no_grad():  # an untrained generator outputs exactly zero; give it some signal
         gen.dit.out.weight.normal_(std=0.02)
     save_component(out / "t2v", "generator", p.generator, gen)
+    # The edit model grown from it (source channels and task embedding start at zero); give its
+    # new inputs some signal too, so tests can see them act.
+    ecfg = edit_generator_config(p.generator)
+    editor = grow_for_editing(gen, ecfg)
+    with torch.no_grad():
+        editor.dit.patch_embed.weight[:, p.generator.dit.in_channels :].normal_(std=0.1)
+        editor.dit.task_embed.weight.normal_(std=0.1)
+    save_component(out / "edit", "generator", ecfg, editor)
     return out
 
 

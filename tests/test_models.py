@@ -4,13 +4,12 @@ from engine.models.tae import (
     TAE,
     TAEConfig,
     TemporalConv,
-    _blend_tiles,
-    blend_weights,
     outlier_fraction,
     outlier_penalty,
 )
 from engine.models.text import TextConditioner, TextConfig, WordEncoderConfig, tokenize
 from engine.models.transformer import DiT, DiTConfig
+from engine.tiling import blend_tiles, blend_weights
 
 TINY_TAE = TAEConfig(latent_channels=4, channels=(8, 16, 16), decoder_channels=(8, 16, 16), groups=4, heads=2)
 
@@ -37,7 +36,7 @@ def test_temporal_conv_starts_as_identity():
 def test_blend_weights_and_tiles():
     assert torch.allclose(blend_weights(3), torch.tensor([0.25, 0.5, 0.75]))
     a, b = torch.zeros(1, 1, 6, 1, 1), torch.ones(1, 1, 6, 1, 1)
-    out = _blend_tiles([(0, a), (3, b)], 9)[0, 0, :, 0, 0]
+    out = blend_tiles([(0, a), (3, b)], 9)[0, 0, :, 0, 0]
     # frames 3..5 ramp from the first tile to the second, the rest copy their tile.
     assert torch.allclose(out, torch.tensor([0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]))
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..tiling import blend_tiles, tile_starts
+
 
 @dataclass(frozen=True)
 class TAEConfig:
@@ -182,37 +184,6 @@ class Decoder(nn.Module):
         return x[:, :, :frames]  # (B, 3, T, H, W): drop the frames the last latent padded
 
 
-def blend_weights(n: int) -> torch.Tensor:
-    """Weights w_j = j / N of the incoming tile over N overlapping frames (SYSTEM.md section 1)."""
-    return torch.arange(1, n + 1, dtype=torch.float32) / (n + 1)
-
-
-def _tile_starts(total: int, tile: int, overlap: int) -> list[int]:
-    if total <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, total - tile + 1, stride))
-    if starts[-1] + tile < total:
-        starts.append(total - tile)
-    return starts
-
-
-def _blend_tiles(pieces: list[tuple[int, torch.Tensor]], total: int) -> torch.Tensor:
-    """Join tiles (start, tensor with time at dim 2), blending each overlap linearly."""
-    first = pieces[0][1]
-    out = first.new_zeros(*first.shape[:2], total, *first.shape[3:])
-    end = 0
-    for start, piece in pieces:
-        n = piece.shape[2]
-        overlap = max(end - start, 0)
-        if overlap:
-            w = blend_weights(overlap).to(piece).view(1, 1, -1, 1, 1)
-            out[:, :, start:end] = w * piece[:, :, :overlap] + (1 - w) * out[:, :, start:end]
-        out[:, :, start + overlap : start + n] = piece[:, :, overlap:]
-        end = start + n
-    return out
-
-
 class TAE(nn.Module):
     def __init__(self, cfg: TAEConfig):
         super().__init__()
@@ -252,9 +223,9 @@ class TAE(nn.Module):
         k, t = self.cfg.temporal_down, x.shape[2]
         tile, overlap = self.cfg.tile_latents * k, self.cfg.tile_overlap * k
         pieces = []
-        for start in _tile_starts(t, tile, overlap):
+        for start in tile_starts(t, tile, overlap):
             pieces.append((start // k, self.encode_raw(x[:, :, start : start + tile])))
-        return self.normalize(_blend_tiles(pieces, math.ceil(t / k)))
+        return self.normalize(blend_tiles(pieces, math.ceil(t / k)))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
@@ -263,10 +234,10 @@ class TAE(nn.Module):
         frames = frames or n * k
         z = self.denormalize(z)
         pieces = []
-        for start in _tile_starts(n, self.cfg.tile_latents, self.cfg.tile_overlap):
+        for start in tile_starts(n, self.cfg.tile_latents, self.cfg.tile_overlap):
             piece = z[:, :, start : start + self.cfg.tile_latents]
             pieces.append((start * k, self.decode_raw(piece, piece.shape[2] * k)))
-        return _blend_tiles(pieces, n * k)[:, :, :frames].clamp(-1, 1)
+        return blend_tiles(pieces, n * k)[:, :, :frames].clamp(-1, 1)
 
     def preview(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, Cz, T, h, w) -> rough RGB (B, 3, T, h, w) in [-1, 1]; no decoder."""

@@ -259,4 +259,3 @@ def train_edit(
         rt.barrier()
     rt.check_in_sync(ema, "edit")
     return ema
-

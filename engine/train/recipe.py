@@ -26,8 +26,8 @@ from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
 from .common import setup
-from .t2v_stage import T2VTrainConfig, train_t2v
 from .edit_stage import EditTrainConfig, train_edit
+from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
 
@@ -82,8 +82,18 @@ PRESETS: dict[str, Preset] = {
         ),
         rewrite_train=TextTrainConfig(steps=3, batch=8, typed=True),
         edit_train=EditTrainConfig(
-            video_sources=3, video_edits=2, image_sources=4, image_edits=2, frames=8, image_steps=2, steps=4,
-            video_batch=2, image_batch=4, image_every=2, warmup=1, checkpoint_every=2,
+            video_sources=3,
+            video_edits=2,
+            image_sources=4,
+            image_edits=2,
+            frames=8,
+            image_steps=2,
+            steps=4,
+            video_batch=2,
+            image_batch=4,
+            image_every=2,
+            warmup=1,
+            checkpoint_every=2,
         ),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .palette import COLOR_NAMES, DIRECTIONS, PALETTE, SHAPES, nearest_color_index
+from .palette import COLOR_NAMES, DIRECTIONS, MOTIONS, PALETTE, SHAPES, nearest_color_index
 from .render import clip_times, shape_mask
-from .scene import Scene
+from .scene import Scene, ShapeObject
 
 MAX_COLOR_DISTANCE = 60.0  # in 0..255 RGB units
 MIN_PIXELS = 0.0015  # of the frame, after erosion (~6 px at 64x64)
@@ -226,3 +226,17 @@ def score(analysis: Analysis, scene: Scene, image: bool = False) -> Score:
         motion.append(got is not None and (image or got.motion == exp.motion))
     extra = max(len(analysis.objects) - len(scene.objects), 0)
     return Score(analysis.background == scene.background, color, shape, motion, extra)
+
+
+def source_scene(frames: np.ndarray) -> Scene | None:
+    """The scene a world clip shows, as far as the analyser can read it (None when it reads no
+    object, or an object's shape is unclear: e.g. real footage). Positions are left at the
+    centre: edits use this to resolve which object an instruction names, not where it is."""
+    try:
+        a = analyse(frames)
+    except ValueError:
+        return None
+    objs = [o for o in a.objects if o.shape != UNCLEAR and o.motion in MOTIONS]
+    if not objs or len(objs) != len(a.objects):
+        return None
+    return Scene(a.background, tuple(ShapeObject(o.color, o.shape, o.motion) for o in objs))
