@@ -47,8 +47,8 @@ class EditTrainConfig:
     image_edits: int = 2
     frames: int = 32
     size: int = 64
-    image_steps: int = 300  # stage I: image edits only
-    steps: int = 2400  # in all, stage I included
+    image_steps: int = 200  # stage I: image edits only
+    steps: int = 1800  # in all, stage I included
     video_batch: int = 16
     image_batch: int = 64
     image_every: int = 4  # in stage II every n-th step is an image batch
