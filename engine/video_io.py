@@ -1,21 +1,28 @@
 """Reading and writing video with PyAV: what users upload and what the studio plays back.
 
 Readers check every limit from the container's header before decoding a single frame, and
-fail with a `VideoInputError` that says what was wrong and what is accepted.
+fail with a `VideoInputError` that says what was wrong and what is accepted. Uploads are
+normalised while they stream (`normalize_video`): no more than one full-resolution frame is
+ever held, so a two-minute 4K phone clip costs the memory of one frame and the small result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image, ImageOps
 
 
 class VideoInputError(ValueError):
@@ -26,11 +33,28 @@ class VideoInputError(ValueError):
 class VideoLimits:
     max_bytes: int = 200 * 1024 * 1024
     max_seconds: float = 120.0
-    max_frames: int = 2400
+    max_frames: int = 7200  # 120 s at 60 fps: uploads are decoded as a stream, so length costs time, not memory
     max_side: int = 4096
 
 
-ACCEPTED = "MP4, MOV, WebM, MKV, AVI or GIF video (or a PNG/JPEG image)"
+ACCEPTED = "MP4, MOV, WebM, MKV, AVI or GIF video (or a PNG/JPEG/WebP image)"
+
+# Audio codecs an MP4 holds and every browser plays: carried over packet for packet. Anything
+# else (Vorbis, PCM, FLAC, AC-3...) is transcoded to AAC, the one every browser plays in MP4.
+MP4_AUDIO_COPY = {"aac", "mp3", "opus"}
+AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
+
+# Still images go through Pillow, which reads EXIF orientation; FFmpeg's image demuxers do not.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+@dataclass(frozen=True)
+class NormalizedClip:
+    frames: np.ndarray  # (T, size, size, 3) uint8 at `fps`
+    fps: float
+    info: dict  # the original: name, width, height (as displayed), fps, duration, frames, rotation, has_audio, format
+    summary: str  # e.g. "1920x1080 30 fps 7.0 s -> centre square, 64x64, 8 fps, 56 frames"
+    digest: str  # sha256 of the file's bytes, first 16 hex digits (content, not name)
 
 
 def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None = None) -> int:
@@ -47,9 +71,17 @@ def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None =
         return 0
 
 
-def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
-    """Header facts (frames, fps, size, duration) checked against limits; decodes nothing."""
-    path = Path(path)
+def content_digest(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the sha256 of a file's bytes, read in chunks (uploads reach 200 MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _check_file(path: Path, limits: VideoLimits) -> int:
+    """The file's size in bytes, once it is known to exist, hold something and fit the limit."""
     if not path.is_file():
         raise VideoInputError(f"{path.name}: no such file")
     size = path.stat().st_size
@@ -57,19 +89,36 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
         raise VideoInputError(f"{path.name} is empty (0 bytes). Accepted: {ACCEPTED}.")
     if size > limits.max_bytes:
         raise VideoInputError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB.")
+    return size
+
+
+def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
+    """Header facts checked against limits; decodes nothing.
+
+    frames, fps, width, height (as stored), duration (the video's, else the container's: None if
+    neither says), video_duration (None unless the video stream's header gives it), has_audio,
+    format (FFmpeg's demuxer name)."""
+    path = Path(path)
+    _check_file(path, limits)
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
-                raise VideoInputError(f"{path.name} has no video stream. Accepted: {ACCEPTED}.")
+                if c.streams.audio:
+                    raise VideoInputError(f"{path.name} is audio only (no picture). Accepted: {ACCEPTED}.")
+                raise VideoInputError(
+                    f"{path.name} has no video stream: it is damaged, cut short or not a video. Accepted: {ACCEPTED}."
+                )
             s = c.streams.video[0]
             fps = float(s.average_rate or s.guessed_rate or 0) or 8.0
-            duration = None
+            video_duration = None  # the video stream's own length, when its header gives it
             if s.duration is not None and s.time_base is not None:
-                duration = float(s.duration * s.time_base)
-            elif c.duration is not None:
-                duration = c.duration / av.time_base
+                video_duration = float(s.duration * s.time_base)
+            duration = video_duration
+            if duration is None and c.duration is not None:
+                duration = c.duration / av.time_base  # the container's: its longest stream
             frames = s.frames or (round(duration * fps) if duration else 0)
             width, height = s.codec_context.width, s.codec_context.height
+            has_audio, fmt = bool(c.streams.audio), c.format.name
     except VideoInputError:
         raise
     except av.error.EOFError:
@@ -84,41 +133,201 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
         raise VideoInputError(f"{path.name} has {frames} frames; the limit is {limits.max_frames}.")
     if max(width, height) > limits.max_side:
         raise VideoInputError(f"{path.name} is {width}x{height}; the limit is {limits.max_side} px a side.")
-    return {"frames": frames, "fps": fps, "width": width, "height": height, "duration": duration}
+    return {
+        "frames": frames,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "duration": duration,
+        "video_duration": video_duration,
+        "has_audio": has_audio,
+        "format": fmt,
+    }
+
+
+class _DecodedFrames:
+    """A file's video frames one at a time as (seconds since the first frame, RGB frame), turned
+    upright unless `turn_upright` is False (the caller then turns a smaller copy by `rotation`).
+
+    Limits are enforced as frames arrive, since a header can lie or say nothing about length.
+    A file cut short keeps what decoded (as players do) and records why it stopped in `error`.
+    After iteration, `count`, `rotation`, `width`/`height` (as displayed) and `end` (seconds from
+    the first frame to the end of the last one) describe what was decoded.
+    """
+
+    def __init__(self, path: Path, limits: VideoLimits, fps: float, turn_upright: bool = True) -> None:
+        self.path, self.limits, self.fps, self.turn_upright = path, limits, fps, turn_upright
+        self.count, self.rotation, self.width, self.height = 0, 0, 0, 0
+        self.end = 0.0
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        name, limits = self.path.name, self.limits
+        t0: float | None = None
+        try:
+            with av.open(str(self.path)) as c:
+                s = c.streams.video[0]
+                s.thread_type = "AUTO"
+                for frame in c.decode(s):
+                    if self.count >= limits.max_frames:
+                        raise VideoInputError(f"{name} has more than {limits.max_frames} frames; that is the limit.")
+                    if max(frame.width, frame.height) > limits.max_side:
+                        raise VideoInputError(
+                            f"{name} has {frame.width}x{frame.height} frames; the limit is {limits.max_side} px a side."
+                        )
+                    t = float(frame.time) if frame.time is not None else self.count / self.fps
+                    t0 = t if t0 is None else t0
+                    t -= t0
+                    if t > limits.max_seconds:
+                        raise VideoInputError(
+                            f"{name} lasts over {limits.max_seconds:.0f} s; that is the limit. Trim it first."
+                        )
+                    self.rotation = _rotation(s, frame)
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if self.turn_upright and self.rotation:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
+                    swap = self.rotation in (90, 270)
+                    self.width, self.height = (frame.height, frame.width) if swap else (frame.width, frame.height)
+                    step = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+                    self.end = t + (step or 1 / self.fps)
+                    self.count += 1
+                    yield t, rgb
+        except VideoInputError:
+            raise
+        except (av.error.FFmpegError, ValueError) as e:
+            if not self.count:
+                raise VideoInputError(f"{name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
+            self.error = str(e)
+        if not self.count:
+            raise VideoInputError(f"{name} has no frames. Accepted: {ACCEPTED}.")
+
+
+def _centre_square(image: Image.Image, size: int, turn: int = 0) -> np.ndarray:
+    """The centred square of `image`, area-averaged to size x size, then turned `turn` degrees
+    counter-clockwise. The crop is centred exactly (fractional edges are area-weighted), so
+    cropping before the turn equals cropping after it and only the small result is turned."""
+    w, h = image.size
+    s = min(w, h)
+    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    small = np.asarray(image.resize((size, size), Image.Resampling.BOX, box=box))
+    return np.ascontiguousarray(np.rot90(small, k=turn // 90)) if turn else small
+
+
+def _output_frames(seconds: float, fps: float) -> int:
+    """floor(duration * fps), at least 1; the epsilon keeps 7.0 s * 8 fps at 56, not 55."""
+    return max(1, math.floor(seconds * fps + 1e-6))
+
+
+def _is_still_image(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def normalize_video(
+    path: str | os.PathLike, size: int = 64, fps: float = 8.0, limits: VideoLimits = VideoLimits()
+) -> NormalizedClip:
+    """An upload as the models take it: upright, centre square, size x size, at `fps`, streamed.
+
+    Frames are normalised as they are decoded, so memory stays at one full-resolution frame plus
+    the small result. Output frame k shows the last source frame whose time (from the first
+    frame) is <= k / fps, which resamples variable frame rate by what was on screen; there are
+    floor(duration * fps) output frames, at least one. Still images give a one-frame clip.
+    """
+    if size < 1 or fps <= 0:
+        raise ValueError(f"size must be >= 1 and fps > 0, got {size} and {fps}")
+    path = Path(path)
+    _check_file(path, limits)
+    if _is_still_image(path):
+        return _normalize_image(path, size, fps, limits)
+    head = probe(path, limits)  # every header limit, before any decoding work
+    digest = content_digest(path)
+    stream = _DecodedFrames(path, limits, head["fps"], turn_upright=False)
+    out: list[np.ndarray] = []
+    shown: np.ndarray | None = None  # the normalised frame on screen at the next output tick
+    for t, rgb in stream:
+        while shown is not None and len(out) / fps < t - 1e-6:  # ticks before t show the previous frame
+            out.append(shown)
+        shown = _centre_square(Image.fromarray(rgb), size, stream.rotation)
+    assert shown is not None  # _DecodedFrames raises when nothing decoded
+    # The video stream's header length is what a player shows; without one (Matroska often, or a
+    # container whose audio runs longer) the decoded frames say how long the video is.
+    duration = head["video_duration"]
+    cut_short = stream.error is not None or (duration is not None and stream.end < duration - 2 / head["fps"])
+    if duration is None or cut_short:
+        duration = stream.end
+    n = _output_frames(duration, fps)
+    out = (out + [shown] * n)[:n]  # the last frame stays on screen to the end
+    info = {
+        "name": path.name,
+        "width": stream.width,
+        "height": stream.height,
+        "fps": head["fps"],
+        "duration": duration,
+        "frames": stream.count,
+        "rotation": stream.rotation,
+        "has_audio": head["has_audio"],
+        "format": head["format"],
+    }
+    upright = f" (turned {stream.rotation} deg)" if stream.rotation else ""
+    summary = (
+        f"{stream.width}x{stream.height}{upright} {head['fps']:.4g} fps {duration:.1f} s -> centre square, "
+        f"{size}x{size}, {fps:.4g} fps, {n} frames"
+    )
+    if cut_short:
+        summary += f" (the file is cut short: only its first {stream.end:.1f} s could be decoded)"
+    return NormalizedClip(np.stack(out), fps, info, summary, digest)
+
+
+def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]:
+    """An RGB still image turned upright by its EXIF orientation, that rotation (counter-clockwise
+    degrees), and its format; the side limit is checked before the pixels are decoded."""
+    try:
+        with Image.open(path) as img:
+            if max(img.size) > limits.max_side:
+                raise VideoInputError(
+                    f"{path.name} is {img.width}x{img.height}; the limit is {limits.max_side} px a side."
+                )
+            turn = {3: 180, 6: 270, 8: 90}.get(img.getexif().get(0x0112, 1), 0)
+            fmt = (img.format or "image").lower()
+            return ImageOps.exif_transpose(img).convert("RGB"), turn, fmt
+    except VideoInputError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise VideoInputError(f"{path.name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
+
+
+def _normalize_image(path: Path, size: int, fps: float, limits: VideoLimits) -> NormalizedClip:
+    img, turn, fmt = _open_image(path, limits)
+    info = {
+        "name": path.name,
+        "width": img.width,
+        "height": img.height,
+        "fps": None,
+        "duration": 0.0,
+        "frames": 1,
+        "rotation": turn,
+        "has_audio": False,
+        "format": fmt,
+    }
+    summary = f"{img.width}x{img.height} image -> centre square, {size}x{size}, 1 frame"
+    frames = _centre_square(img, size)[None]
+    return NormalizedClip(frames, fps, info, summary, content_digest(path))
 
 
 def read_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> tuple[np.ndarray, float]:
     """All frames (T, H, W, 3) uint8 RGB, upright, at the stream's average rate, and that fps.
 
-    Variable frame rate streams are resampled to their average rate by timestamp, so motion keeps
-    its real speed; odd sizes are kept as they are (callers resize).
+    Holds the whole clip at full resolution: for short clips and tests. Uploads go through
+    `normalize_video`, which streams. Variable frame rate streams are resampled to their average
+    rate by timestamp, so motion keeps its real speed; odd sizes are kept as they are.
     """
     info = probe(path, limits)
-    name = Path(path).name
     frames: list[np.ndarray] = []
     times: list[float] = []
-    try:
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            s.thread_type = "AUTO"
-            for frame in c.decode(s):
-                if len(frames) >= limits.max_frames:
-                    raise VideoInputError(f"{name} has more than {limits.max_frames} frames.")
-                rgb = frame.to_ndarray(format="rgb24")
-                rot = _rotation(s, frame)
-                if rot:
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
-                frames.append(rgb)
-                t = frame.time
-                times.append(float(t) if t is not None else len(times) / info["fps"])
-    except VideoInputError:
-        raise
-    except (av.error.FFmpegError, ValueError) as e:
-        if not frames:
-            raise VideoInputError(f"{name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
-        # A truncated file: keep what decoded, as players do.
-    if not frames:
-        raise VideoInputError(f"{name} has no frames. Accepted: {ACCEPTED}.")
+    for t, rgb in _DecodedFrames(Path(path), limits, info["fps"]):
+        frames.append(rgb)
+        times.append(t)
     fps = info["fps"]
     video = np.stack(frames)
     if len(frames) > 1:
@@ -137,10 +346,107 @@ def _resample_constant_rate(video: np.ndarray, times: np.ndarray, fps: float) ->
     return video[idx]
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, metadata: dict | None = None) -> Path:
+class _AudioCarry:
+    """A source file's first audio track, carried into an MP4 being written, from the source's
+    first video frame (the output's time 0) to `duration`.
+
+    MP4-friendly codecs are copied packet for packet (no generation loss; the cut falls on a
+    packet edge, a few tens of milliseconds); others are decoded and encoded to AAC, cut to the
+    sample. Packets are handed out in time order so `mux_until` can interleave them with video.
+    """
+
+    def __init__(self, src: av.container.InputContainer, out: av.container.OutputContainer, duration: float) -> None:
+        self.src, self.out, self.duration = src, out, duration
+        self.a = src.streams.audio[0]
+        video = src.streams.video[0] if src.streams.video else None
+        # Sync follows the source: audio keeps its offset from the first video frame.
+        self.t0 = float(video.start_time * video.time_base) if video is not None and video.start_time else 0.0
+        # The codec's own name: decoders have others (MP3 decodes with 'mp3float').
+        self.copy = self.a.codec_context.codec.canonical_name in MP4_AUDIO_COPY
+        if self.copy:
+            self.stream = out.add_stream_from_template(self.a)
+            self.packets = self._copied()
+        else:
+            rate = self.a.rate if self.a.rate in AAC_RATES else 48000
+            self.stream = out.add_stream("aac", rate=rate)
+            self.stream.layout = "mono" if self.a.channels == 1 else "stereo"
+            self.packets = self._transcoded(rate)
+        self.pending: av.Packet | None = None
+
+    @classmethod
+    def open(
+        cls, src: av.container.InputContainer | None, out: av.container.OutputContainer, duration: float
+    ) -> _AudioCarry | None:
+        """The carrier for `src`'s audio, or None when there is no source or it has no audio."""
+        return cls(src, out, duration) if src is not None and src.streams.audio else None
+
+    def mux_until(self, t: float) -> None:
+        """Write every carried packet that starts before `t` seconds."""
+        while True:
+            if self.pending is None:
+                self.pending = next(self.packets, None)
+                if self.pending is None:
+                    return
+            if self.pending.pts is not None and float(self.pending.pts * self.pending.time_base) >= t:
+                return
+            self.out.mux(self.pending)
+            self.pending = None
+
+    def _copied(self) -> Iterator[av.Packet]:
+        shift = round(self.t0 / self.a.time_base)
+        try:
+            for p in self.src.demux(self.a):
+                if p.dts is None or p.pts is None:
+                    continue  # the demuxer's empty end-of-stream packet
+                if (p.pts - shift) * p.time_base >= self.duration:
+                    break
+                p.pts, p.dts = p.pts - shift, p.dts - shift
+                p.stream = self.stream
+                yield p
+        except av.error.FFmpegError:
+            return  # damaged audio ends the track there; the video is still worth having
+
+    def _transcoded(self, rate: int) -> Iterator[av.Packet]:
+        layout = self.stream.layout.name
+        resample = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        end = round(self.duration * rate)
+        at: int | None = None  # output sample index of the next resampled sample
+        try:
+            for frame in itertools.chain(self.src.decode(self.a), [None]):  # None flushes
+                if at is None and frame is not None and frame.time is not None:
+                    at = round((float(frame.time) - self.t0) * rate)
+                for r in resample.resample(frame):
+                    x = r.to_ndarray()  # (channels, samples) float32
+                    start = at or 0
+                    at = start + x.shape[1]
+                    lo, hi = max(0, -start), min(x.shape[1], end - start)
+                    if hi > lo:
+                        yield from self.stream.encode(self._frame(x[:, lo:hi], start + lo, layout, rate))
+                if at is not None and at >= end:
+                    break
+        except av.error.FFmpegError:
+            pass  # damaged audio ends the track there
+        yield from self.stream.encode(None)
+
+    @staticmethod
+    def _frame(x: np.ndarray, pts: int, layout: str, rate: int) -> av.AudioFrame:
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(x), format="fltp", layout=layout)
+        f.sample_rate, f.pts, f.time_base = rate, pts, Fraction(1, rate)
+        return f
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float = 8.0,
+    metadata: dict | None = None,
+    audio_from: str | os.PathLike | None = None,
+) -> Path:
     """H.264 yuv420p MP4 with faststart (plays in every browser); metadata goes in the comment tag.
 
-    Sizes are padded to even numbers (yuv420p needs them) by repeating the edge.
+    Sizes are padded to even numbers (yuv420p needs them) by repeating the edge. With
+    `audio_from`, that file's audio track (if it has one) is carried over, cut to the video's
+    length: copied when MP4 and browsers take its codec (AAC, MP3, Opus), else encoded to AAC.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,19 +457,36 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
-        if metadata:
-            c.metadata["comment"] = json.dumps(metadata, sort_keys=True)
-        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        s.width, s.height = frames.shape[2], frames.shape[1]
-        s.pix_fmt = "yuv420p"
-        # Near-lossless: the world's flat colours show every compression artefact.
-        s.options = {"crf": "12", "preset": "medium"}
-        for f in frames:
-            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    src = av.open(str(audio_from)) if audio_from is not None else None
+    try:
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
+            if metadata:
+                c.metadata["comment"] = json.dumps(metadata, sort_keys=True)
+            s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            s.width, s.height = frames.shape[2], frames.shape[1]
+            s.pix_fmt = "yuv420p"
+            # Near-lossless: the world's flat colours show every compression artefact.
+            s.options = {"crf": "12", "preset": "medium"}
+            audio = _AudioCarry.open(src, c, len(frames) / fps)
+
+            def mux(packets: list[av.Packet]) -> None:
+                for packet in packets:
+                    if audio is not None and packet.dts is not None:
+                        # Audio up to this video packet's time first: the file plays as it downloads.
+                        audio.mux_until(float(packet.dts * packet.time_base))
+                    c.mux(packet)
+
+            for f in frames:
+                mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            mux(s.encode())
+            if audio is not None:
+                audio.mux_until(math.inf)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if src is not None:
+            src.close()
     os.replace(tmp, path)  # readers never see a half-written file
     return path
 
@@ -195,6 +518,11 @@ def write_png(path: str | os.PathLike, image: np.ndarray, metadata: dict | None 
 
 
 def read_image(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> np.ndarray:
-    """One RGB image (H, W, 3) uint8 from PNG/JPEG/WebP (decoded by FFmpeg through PyAV)."""
+    """One RGB image (H, W, 3) uint8, upright: PNG/JPEG/WebP through Pillow (which honours EXIF
+    orientation), anything else as the first frame of a video."""
+    path = Path(path)
+    _check_file(path, limits)
+    if _is_still_image(path):
+        return np.asarray(_open_image(path, limits)[0])
     video, _ = read_video(path, limits)
     return video[0]
