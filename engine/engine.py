@@ -4,7 +4,9 @@ time into a stream of events (progress, previews, result, error), with a content
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +45,9 @@ from .world.analyse import source_scene
 from .world.data import to_frames
 from .world.edits import TASKS
 from .world.instructions import InstructionReading, read_instruction
+from .world.scene import Scene
 
+log = logging.getLogger(__name__)
 EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go in overlapping windows
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
@@ -103,6 +107,7 @@ class Engine:
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
+        self._scenes: dict[str, Scene | None] = {}  # what the analyser read in recent sources
 
     def _load(self, path: Path, cls, cfg_cls):
         cfg = config_from_dict(cfg_cls, read_config(path)["config"])
@@ -152,6 +157,9 @@ class Engine:
             yield Error("Out of memory: try fewer frames or a smaller size.")
         except OSError as e:
             yield Error(f"Could not write the result ({e.strerror or e}). Free some disk space and try again.")
+        except Exception as e:  # noqa: BLE001 - a bug must not take the studio down with it
+            log.exception("request failed")
+            yield Error(f"Internal error ({type(e).__name__}: {e}). The studio keeps working; please report this.")
 
     def generate(self, req: Request, out: str | Path | None = None) -> Result:
         """Run to the end and return the Result (raises RequestError on failure)."""
@@ -278,7 +286,7 @@ class Engine:
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             return hit["latents"].to(self.device)
-        x = torch.from_numpy(clip.frames).to(self.device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        x = torch.from_numpy(clip.frames.copy()).to(self.device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
         z = self.tae.encode(x)  # (1, Cz, t, h, w)
         if self.cache is not None:
             self.cache.put(key, {"latents": z.cpu()})
@@ -287,7 +295,15 @@ class Engine:
     def read_instruction(self, instruction: str, frames: np.ndarray | None = None) -> InstructionReading:
         """What the instruction asks for; with the source's frames, objects named by colour or shape
         alone are resolved against what the analyser reads in them (world clips)."""
-        return read_instruction(instruction, source_scene(frames) if frames is not None else None)
+        if frames is None:
+            return read_instruction(instruction)
+        # The studio reads as you type: analyse each source once (0.3 s for 56 frames), not per key.
+        key = hashlib.sha256(frames.tobytes()).hexdigest()
+        if key not in self._scenes:
+            if len(self._scenes) >= 32:
+                self._scenes.pop(next(iter(self._scenes)))
+            self._scenes[key] = source_scene(frames)
+        return read_instruction(instruction, self._scenes[key])
 
     def rewrite_text(self, prompt: str, image: bool = False) -> Rewrite | None:
         if self.rewriter is None or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from . import edit_tab
 from .compare_tab import build_compare_tab, compare
+from .edit_tab import build_edit_tab
 from .history import History
 from .history_tab import build_history_tab, choices, gallery_items
 from .sendto import SendTo
@@ -22,7 +24,7 @@ ENGINE_QUEUE = "engine"
 # Small clips are shown enlarged: keep their pixels sharp instead of smeared. (Gradio 6 takes
 # page CSS in launch(), so app.py passes it.)
 PAGE_CSS = (
-    "video, #t2v-preview img, #history-gallery img { image-rendering: pixelated; }\n"
+    "video, #t2v-preview img, #edit-preview img, #history-gallery img { image-rendering: pixelated; }\n"
     # Gradio sizes gallery columns by item count: two results would each fill half the page.
     "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }"
 )
@@ -31,21 +33,28 @@ PAGE_CSS = (
 def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
     history = History(outputs_dir or engine.outputs_dir)
     tokens: dict = {}  # session -> CancelToken of its running job
+    # What the Edit tab shows besides results (sources as the model sees them, what changed); inside
+    # the outputs folder so the page may load it, in a folder of its own so History does not list it.
+    workdir = history.folder / ".studio"
 
     with gr.Blocks(title="Shapes Studio") as demo:
         gr.Markdown("# Shapes Studio")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Text to video", id="t2v", elem_id="tab-t2v"):
                 t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE)
+            with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+                ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir)
             hist = build_history_tab(history)
             cmp = build_compare_tab(history)
 
-        # Where results can be sent. The edit and upscale tabs register here when they arrive.
+        # Where results can be sent. The upscale tab registers here when it arrives.
         sendto = SendTo(tabs)
+        sendto.register("Edit", "edit", ed.controls.source)
         sendto.register("Compare", "compare", cmp.pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
         for choice, button, path in (
             (hist.send_choice, hist.send, hist.media_path),
             (t2v.send_choice, t2v.send, t2v.last),
+            (ed.send_choice, ed.send, ed.last),
         ):
             choice.choices = [(n, n) for n in sendto.names()]
             sendto.wire(button, choice, path)
@@ -63,14 +72,24 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         for trigger in (hist.refresh.click, hist.tab.select, demo.load):
             trigger(refresh, [hist.pick, cmp.pick], lists)
         t2v.event.then(refresh, [hist.pick, cmp.pick], lists)
+        ed.event.then(refresh, [hist.pick, cmp.pick], lists)
+
+        t2v_fields, edit_fields = t2v.controls.as_list(), ed.controls.as_list()
 
         def reopen(entry_id):
+            """A result's settings back in the tab that made it (the other tab is left as it is)."""
             e = history.get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
-            return [gr.Tabs(selected="t2v"), *settings_values(e.request)]
+            if e.task == "edit":
+                source = ed.handlers.source_for(e.meta)
+                if source is None:
+                    gr.Warning("The source of this edit is gone; upload it again.")
+                values = edit_tab.settings_values(e.request, source)
+                return [gr.Tabs(selected="edit"), *[gr.skip()] * len(t2v_fields), *values]
+            return [gr.Tabs(selected="t2v"), *settings_values(e.request), *[gr.skip()] * len(edit_fields)]
 
-        hist.reopen.click(reopen, hist.selected, [tabs, *t2v.controls.as_list()])
+        hist.reopen.click(reopen, hist.selected, [tabs, *t2v_fields, *edit_fields])
 
         board = [tabs, cmp.pick, cmp.board]
         hist.to_compare.click(lambda ids: compare(history, ids), hist.pick, board)

@@ -1,10 +1,13 @@
 """Side-by-side compare: two to four results play in lock-step under one play/pause and one scrub
 bar, each with its settings underneath. The longest clip leads; the others follow it and are
-pulled back whenever they drift by more than a frame, so differences line up in time."""
+pulled back whenever they drift by more than a frame, so differences line up in time. The Edit tab
+uses the same player for source | result | what changed."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
+from pathlib import Path
 
 from .history import Entry
 
@@ -78,21 +81,44 @@ def file_url(path) -> str:
     return "/gradio_api/file=" + html.escape(str(path), quote=True)
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One player of the board: a clip (or an image) with a title and a caption underneath."""
+
+    media: Path
+    title: str
+    caption: str = ""
+    fps: float = 8.0
+    id: str = ""
+
+    @property
+    def is_video(self) -> bool:
+        return Path(self.media).suffix.lower() == ".mp4"
+
+
+def entry_cell(e: Entry) -> Cell:
+    return Cell(e.media, e.prompt, e.settings_text(), e.request.get("fps", 8), e.id)
+
+
 def compare_html(entries: list[Entry]) -> str:
     if len(entries) < 2:
         return '<div class="cmp-empty">Pick two to four results (History tab, or "Compare with previous" after a generation).</div>'
-    cells = []
-    for e in entries[:4]:
-        fps = e.request.get("fps", 8)
+    return player_html([entry_cell(e) for e in entries[:4]])
+
+
+def player_html(cells: list[Cell]) -> str:
+    """Up to four clips under one play/pause, scrub bar, frame stepping, speed and loop (JS above)."""
+    out = []
+    for c in cells[:4]:
         media = (
-            f'<video class="cmp-video" src="{file_url(e.media)}" data-fps="{fps}" muted playsinline preload="auto"></video>'
-            if e.is_video
-            else f'<img src="{file_url(e.media)}" alt="">'
+            f'<video class="cmp-video" src="{file_url(c.media)}" data-fps="{c.fps}" muted playsinline preload="auto"></video>'
+            if c.is_video
+            else f'<img src="{file_url(c.media)}" alt="">'
         )
-        cells.append(
-            f'<div class="cmp-cell" data-id="{html.escape(e.id)}">{media}'
-            f'<div class="cmp-prompt">{html.escape(e.prompt)}</div>'
-            f'<div class="cmp-settings">{html.escape(e.settings_text())}</div></div>'
+        out.append(
+            f'<div class="cmp-cell" data-id="{html.escape(c.id)}">{media}'
+            f'<div class="cmp-prompt">{html.escape(c.title)}</div>'
+            f'<div class="cmp-settings">{html.escape(c.caption)}</div></div>'
         )
     controls = (
         '<div class="cmp-controls"><button class="cmp-play">▶ Play</button>'
@@ -104,4 +130,4 @@ def compare_html(entries: list[Entry]) -> str:
         '<option value="0.5">0.5x</option><option value="1" selected>1x</option></select>'
         '<label><input class="cmp-loop" type="checkbox" checked> loop</label></div>'
     )
-    return f'<div class="cmp-grid" style="--n:{len(cells)}">{"".join(cells)}</div>{controls}'
+    return f'<div class="cmp-grid" style="--n:{len(out)}">{"".join(out)}</div>{controls}'

@@ -23,8 +23,17 @@ class Entry:
         return self.meta.get("request", {})
 
     @property
+    def task(self) -> str:
+        return self.request.get("task", "t2v")
+
+    @property
     def prompt(self) -> str:
-        return self.request.get("prompt", "")
+        """What was asked: the prompt, or for an edit its instruction (or the result described)."""
+        r = self.request
+        if self.task == "edit":
+            text = r.get("instruction", "") if r.get("mode", "instruction") == "instruction" else r.get("prompt", "")
+            return f"edit: {text}"
+        return r.get("prompt", "")
 
     @property
     def seed(self) -> int:
@@ -47,6 +56,15 @@ class Entry:
 
     def settings_text(self) -> str:
         r = self.request
+        if self.task == "edit":
+            parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps"]
+            if r.get("mode", "instruction") == "instruction":
+                parts += [f"follow {r.get('guidance')}", f"keep source {r.get('source_guidance')}"]
+                parts.append(f"task {self.meta.get('edit_task') or r.get('edit_task')}")
+            else:
+                parts += [f"guidance {r.get('guidance')}", f"strength {r.get('strength')}"]
+            parts.append(f"source {self.meta.get('source', {}).get('name') or Path(r.get('video', '')).name}")
+            return " · ".join(str(p) for p in parts if p)
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
         parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]
         if r.get("negative_prompt"):

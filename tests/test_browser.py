@@ -1,5 +1,6 @@
 """The real page in a real browser: generate, watch the preview change, play the result,
-open History, pick two results, compare them in sync. Screenshots go to test-artifacts/."""
+open History, pick two results, compare them in sync; upload a clip to Edit, edit it, and play
+the result beside the source. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from engine.video_io import write_video
+from engine.world.render import render
+from engine.world.scene import Scene, ShapeObject
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -171,4 +177,61 @@ def test_stop_a_running_batch_then_generate_again(studio):
             "() => (document.querySelector('#t2v-status')?.innerText || '').includes('seed 3')", timeout=60_000
         )
         assert "done" in page.locator("#t2v-status").inner_text()
+        browser.close()
+
+
+def test_edit_a_clip_and_see_it_beside_the_source(studio, tmp_path):
+    frames = render(Scene("blue", (ShapeObject("red", "circle", "left"),)), size=96, frames=16)
+    clip = write_video(tmp_path / "upload.mp4", np.pad(frames, ((0, 0), (0, 0), (16, 16), (0, 0))), 16)
+    SHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(studio)
+        page.locator("button[role=tab]:has-text('Edit')").first.click()
+        # On upload: the source as the model will see it, and what was done to it.
+        page.locator("#edit-source input[type=file]").set_input_files(str(clip))
+        page.wait_for_function(
+            "() => (document.querySelector('#edit-source-info')?.innerText || '').includes('64x64, 8 fps, 8 frames')",
+            timeout=30_000,
+        )
+        assert "128x96 16 fps 1.0 s" in page.locator("#edit-source-info").inner_text()
+        page.locator("#edit-source-view video").first.wait_for(timeout=30_000)
+        # The instruction is read as it is typed.
+        page.locator("#edit-instruction textarea").fill("make the circle yellow")
+        page.wait_for_function(
+            "() => (document.querySelector('#edit-reading')?.innerText || '').includes('recolor')", timeout=30_000
+        )
+        page.screenshot(path=str(SHOTS / "5-edit-source.png"), full_page=True)
+
+        # Edit: the preview streams, then source | result | what changed play side by side.
+        page.locator("#edit-generate").click()
+        page.locator("#edit-preview img").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('#edit-board video').length === 3", timeout=60_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#edit-board video')].every(v => v.readyState >= 2)", timeout=30_000
+        )
+        assert "done" in page.locator("#edit-status").inner_text()
+        titles = page.locator("#edit-board .cmp-prompt").all_inner_texts()
+        assert titles[0].startswith("Source") and titles[1].startswith("Result") and titles[2] == "What changed"
+        page.locator("#edit-board .cmp-play").click()
+        page.wait_for_timeout(800)
+        times = page.evaluate("() => [...document.querySelectorAll('#edit-board video')].map(v => v.currentTime)")
+        page.screenshot(path=str(SHOTS / "6-edited.png"), full_page=True)
+        assert min(times) > 0 and max(times) - min(times) < 0.3, f"not playing in step: {times}"
+
+        # Send the result back into Edit for a second edit: it becomes the source.
+        page.locator("#edit-send-choice input").click()
+        page.locator("[role=option]:has-text('Edit')").first.click()
+        page.locator("#edit-send").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#edit-source-info')?.innerText || '').startsWith('Source as the model sees it: 64x64')",
+            timeout=30_000,
+        )
+        # Describe mode: a prompt and a strength instead of the instruction-only controls.
+        page.locator("#edit-mode label:has-text('Describe the result')").click()
+        page.locator("#edit-prompt textarea").wait_for(state="visible", timeout=10_000)
+        assert page.locator("#edit-strength").is_visible()
+        assert not page.locator("#edit-instruction").is_visible() and not page.locator("#edit-keep").is_visible()
+        assert "Follow the prompt" in page.locator("#edit-guidance").inner_text()
         browser.close()

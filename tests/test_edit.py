@@ -3,9 +3,11 @@ and the engine path end to end on the tiny model."""
 
 import dataclasses
 
+import av
 import numpy as np
 import pytest
 import torch
+from test_video_io_stream import encode
 
 from engine.engine import Engine
 from engine.models.generator import Generator
@@ -206,3 +208,30 @@ def test_long_source_is_edited_in_windows(engine, tmp_path):
     long = write_video(tmp_path / "long.mp4", render(scene, 64, 72), 8.0, {})
     res = engine.generate(EditRequest(video=str(long), instruction="make the circle yellow", steps=1))
     assert res.frames.shape == (72, 64, 64, 3)
+
+
+def test_source_audio_goes_into_the_edit(engine, tmp_path):
+    scene = Scene("blue", (ShapeObject("red", "square", "left", 0.5, 0.5),))
+    src = encode(tmp_path / "with-audio.mp4", render(scene, 64, 16), rate=8, audio=("aac", 2.0))
+    res = engine.generate(EditRequest(video=str(src), instruction="make the square yellow", steps=1))
+    with av.open(str(res.path)) as c:
+        assert c.streams.video[0].frames == 16 and len(c.streams.audio) == 1
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert abs(float(c.streams.audio[0].duration * c.streams.audio[0].time_base) - 2.0) < 0.1
+
+
+def test_edit_eval_measures_the_do_nothing_baseline(engine):
+    from engine.eval.edit import evaluate_edit, psnr, untouched
+
+    a = np.zeros((2, 4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255
+    assert psnr(a, a) == 99.0 and psnr(a, b) < 30
+    keep = untouched(a, b)
+    assert not keep[0, 0, 0] and not keep[0, 1, 0] and keep[0, 3, 3] and keep[1].all()
+    res = evaluate_edit(engine, n=1, base=EditRequest(video="", steps=1), strengths=(0.5,), t2v_sources=0)
+    for task in EDIT_TASKS:
+        nothing = res["nothing"][task]
+        # The source is not the target (followed 0), and keeps the untouched pixels up to H.264's loss.
+        assert nothing["n"] == 1 and nothing["followed"] == 0.0 and nothing["psnr_keep"] > 30
+        assert res["edit"][task]["n"] == 1 and res["sdedit"][task]["strength"] == 0.5

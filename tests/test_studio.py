@@ -1,14 +1,23 @@
 """Studio handlers against a real engine on a tiny config, and the history folder."""
 
 import json
+import shutil
 import threading
+from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 
 from engine.engine import Engine
+from engine.video_io import read_video, write_png, write_video
+from engine.world.palette import COLORS
+from engine.world.render import render
+from engine.world.scene import Scene, ShapeObject
 from studio import build_ui
 from studio.compare import compare_html
+from studio.edit_tab import EditHandlers, difference
+from studio.edit_tab import settings_values as edit_settings_values
 from studio.history import History
 from studio.t2v_tab import T2VHandlers, preview_strip, settings_values
 
@@ -103,6 +112,7 @@ def test_build_ui_has_the_tabs(engine):
     demo = build_ui(engine)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"tab-t2v", "tab-history", "tab-compare", "t2v-generate", "t2v-stop", "compare-board"} <= ids
+    assert {"tab-edit", "edit-source", "edit-instruction", "edit-generate", "edit-stop", "edit-board"} <= ids
     # Every engine event shares one queue of one.
     fns = [f for f in demo.fns.values() if getattr(f, "concurrency_id", None) == "engine"]
     assert fns and all(f.concurrency_limit == 1 for f in fns)
@@ -136,3 +146,167 @@ def test_the_tab_shows_how_the_prompt_is_read(rewriting_model, tmp_path):
     assert off[0]["reading"] == ""
     meta = json.loads(open(off[-1]["result"].replace(".mp4", ".json")).read())
     assert meta["rewrite"] is None and settings_values(meta["request"])[8] is False
+
+
+# -- the Edit tab --------------------------------------------------------------------------------
+EDIT = dict(
+    mode="instruction",
+    instruction="make the circle yellow",
+    prompt="",
+    edit_task="auto",
+    seed=2,
+    steps=3,
+    guidance=5.0,
+    source_guidance=1.5,
+    strength=0.6,
+    schedule="linear-quadratic",
+)
+
+
+@pytest.fixture()
+def source_clip(tmp_path):
+    """A 128x96 16 fps, 1 s clip of the shapes world: the model sees its centre 96x96 at 64x64, 8 fps."""
+    frames = render(Scene("blue", (ShapeObject("red", "circle", "left"),)), size=96, frames=16)
+    frames = np.pad(frames, ((0, 0), (0, 0), (16, 16), (0, 0)))  # black bars left and right
+    return str(write_video(tmp_path / "upload" / "clip.mp4", frames, 16))
+
+
+def edit(h, video, session="a", **kw):
+    return list(h.edit(video, **(EDIT | kw), session=session))
+
+
+def test_edit_source_is_shown_as_the_model_sees_it(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    src = h.load(source_clip)
+    assert src["summary"] == "128x96 16 fps 1.0 s -> centre square, 64x64, 8 fps, 8 frames"
+    view, _ = read_video(src["view"])
+    assert view.shape == (8, 64, 64, 3)
+    kept = np.load(src["frames"])
+    assert kept.shape == (8, 64, 64, 3) and np.array_equal(kept, engine.load_source(source_clip).frames)
+    # Its top edge is the scene's blue (the upload is H.264: within a few levels); the bars were cropped away.
+    assert np.abs(kept[0, 2, 32].astype(int) - COLORS["blue"]).max() <= 4 and kept[0, :, :2].min() > 20
+    # A bad upload is a message, nothing else.
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    out = h.load(str(bad))
+    assert list(out) == ["error"] and "notes.mp4" in out["error"] and "Accepted" in out["error"]
+    assert h.load(None) == {}
+    # An image is a one-frame source.
+    write_png(tmp_path / "still.png", render(Scene("white", (ShapeObject("green", "star", "still"),)), 80, 1)[0])
+    assert h.load(str(tmp_path / "still.png"))["summary"].endswith("64x64, 1 frame")
+
+
+def test_edit_reads_the_instruction_as_typed(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    src = h.load(source_clip)
+    line = h.reading("instruction", "make the circle yellow", "", "auto", True, src)
+    assert "recolor" in line and "yellow" in line and "read from the instruction" in line
+    line = h.reading("instruction", "make the MAGENTA thing wobble", "", "auto", True, src)
+    assert "unknown: MAGENTA, wobble" in line and "can't tell" in line
+    line = h.reading("instruction", "make the circle yellow", "", "reshape", True, src)
+    assert "task **reshape** (chosen; the instruction reads as recolor)" in line
+    assert h.reading("instruction", "  ", "", "auto", True, src) == ""
+    assert h.reading("sdedit", "", "a yellow circle", "auto", True, src) == ""  # no rewriter in the tiny model
+
+
+def test_edit_errors_then_an_edit_goes_to_history(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    h.load(source_clip)
+    evs = edit(h, source_clip, instruction="  ")
+    assert evs[-1]["error"].startswith("The instruction is empty")
+    assert edit(h, "")[-1]["error"].startswith("No source video")
+    evs = edit(h, source_clip)
+    assert [e["progress"] for e in evs if "progress" in e] == [(1, 3), (2, 3), (3, 3)]
+    previews = [e["preview"] for e in evs if "preview" in e]
+    assert len(previews) == 3 and previews[0].shape[0] == 128
+    final = evs[-1]
+    assert Path(final["result"]).is_file() and final["result"].endswith(".mp4")
+    assert "recolor" in final["status"] and "seed 2" in final["status"]
+    # Source | result | what changed, in the synced player; the difference is a real clip.
+    board = final["board"]
+    assert board.count("<video") == 3 and "cmp-scrub" in board and "64x64, 8 fps, 8 frames" in board
+    result, _ = read_video(final["result"])
+    source = np.load(h.load(source_clip)["frames"])
+    diff, _ = read_video(final["diff"])
+    assert result.shape == source.shape == diff.shape == (8, 64, 64, 3)
+    expected = difference(result, source)
+    assert np.abs(diff.astype(int) - expected.astype(int)).mean() < 3  # H.264, near-lossless
+    assert not difference(source, source).any()
+    # In History as an edit, with its instruction and settings.
+    entry = History(tmp_path / "out").entries()[0]
+    assert entry.task == "edit" and entry.media == Path(final["result"])
+    assert entry.prompt == "edit: make the circle yellow" and entry.meta["edit_task"] == "recolor"
+    assert "keep source 1.5" in entry.settings_text() and "source clip.mp4" in entry.settings_text()
+    assert entry.meta["source"]["summary"] == "128x96 16 fps 1.0 s -> centre square, 64x64, 8 fps, 8 frames"
+    assert not any(p.suffix == ".json" for p in (tmp_path / "out" / ".studio").glob("*"))
+
+
+def test_edit_needs_an_edit_model_for_instructions(tiny_model_dir, source_clip, tmp_path):
+    bare = tmp_path / "no-edit-model"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("edit"))
+    engine = Engine(bare, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    assert "no edit model" in h.reading("instruction", "", "", "auto", True, None)
+    assert "no edit model" in edit(h, source_clip)[-1]["error"]
+
+
+def test_edit_describe_mode_runs_sdedit(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    final = edit(h, source_clip, mode="sdedit", prompt="a yellow circle moving left on a blue background")[-1]
+    assert "result" in final, final
+    entry = History(tmp_path / "out").entries()[0]
+    assert entry.prompt == "edit: a yellow circle moving left on a blue background"
+    assert "strength 0.6" in entry.settings_text()
+
+
+def test_edit_stop(engine, source_clip, tmp_path):
+    tokens = {}
+    h = EditHandlers(engine, tokens, tmp_path / "work")
+    gen = h.edit(source_clip, **(EDIT | {"steps": 30}), session="alice")
+    next(gen)
+    h.stop("alice")
+    rest = list(gen)
+    assert rest[-1].get("cancelled") and all(e["progress"][0] <= 2 for e in rest if "progress" in e)
+    assert "result" in edit(h, source_clip)[-1]  # the next job works
+
+
+def fn_named(demo, name, n_inputs=None):
+    return [
+        f
+        for f in demo.fns.values()
+        if getattr(f.fn, "__name__", "") == name and (n_inputs is None or len(f.inputs) == n_inputs)
+    ]
+
+
+def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "out" / ".studio")
+    final = edit(h, source_clip, seed=7, steps=2, source_guidance=2.0)[-1]
+    entry = History(tmp_path / "out").entries()[0]
+    values = edit_settings_values(entry.request, h.source_for(entry.meta))
+    assert values == [source_clip, *(EDIT | dict(seed=7, steps=2, source_guidance=2.0)).values(), True]
+    # The studio's own reopen: the Edit tab's fields filled, the T2V tab's left alone.
+    demo = build_ui(engine, tmp_path / "out")
+    (reopen,) = fn_named(demo, "reopen")
+    out = reopen.fn(entry.id)
+    assert out[0].selected == "edit"
+    t2v_n = len(SETTINGS) + 1  # the T2V controls (with rewrite)
+    assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
+    assert out[1 + t2v_n :] == values
+    # A T2V result still reopens in its own tab, the Edit tab left alone.
+    run(T2VHandlers(engine, {}), steps=1, frames=1)
+    out = reopen.fn(History(tmp_path / "out").entries()[0].id)
+    assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"] and out[1 + t2v_n :] == [gr.skip()] * len(values)
+    # With the upload gone, the source the model saw (kept by the tab) stands in for it.
+    h.load(source_clip)
+    Path(source_clip).unlink()
+    kept = h.source_for(entry.meta)
+    assert kept and np.array_equal(engine.load_source(kept).frames.shape, (8, 64, 64, 3))
+    # Send to Edit, from any result view: the tab switches and the result becomes the source.
+    sends = fn_named(demo, "send")
+    assert len(sends) == 3  # History, Text to video, Edit
+    send = sends[0]
+    n_targets = len(send.inputs) - 2
+    out = send.fn("Edit", final["result"], *[None] * n_targets)
+    assert out[0].selected == "edit" and out[1] == final["result"]
+    # ... and an edit of an edit works.
+    assert "result" in edit(h, out[1], instruction="remove the yellow circle")[-1]

@@ -1,0 +1,489 @@
+"""Edit tab: a source clip and what to change in, the edited clip out beside the source.
+
+Two modes. "Say what to change" is instruction editing (Movie Gen Edit): the edit model sees the
+source and the instruction, with one guidance scale to follow the instruction and one to keep the
+source. "Describe the result" is SDEdit through the T2V model: the source is noised part-way
+(strength) and denoised towards a prompt. On upload the tab shows the source as the model will see
+it (centre square, 64x64, 8 fps); after an edit, source, result and what changed play in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from engine.requests import EDIT_TASK_CHOICES, CancelToken, EditRequest, Error, Preview, Progress, Result, T2VRequest
+from engine.video_io import VideoInputError, write_png, write_video
+
+from .compare import CSS, JS, Cell, player_html
+from .t2v_tab import preview_strip
+
+EXAMPLES = [
+    "make the circle yellow",
+    "change the background to white",
+    "turn the circle into a star",
+    "remove the green star",
+    "add a yellow square moving up",
+    "make the circle move up",
+]
+KNOWS = (
+    "Upload a clip (MP4, MOV, WebM, MKV, AVI or GIF) or an image, or send a result here from Text to video "
+    "or History. The model sees its centre square at 64x64 and 8 fps (shown under the upload). Then **say what "
+    "to change**: recolor an object, change the background, reshape, remove or add an object, or change how it "
+    "moves. Or **describe the result** as a Text to video prompt (SDEdit: the source is noised part-way, then "
+    "drawn again towards the prompt)."
+)
+MODES = [("Say what to change", "instruction"), ("Describe the result", "sdedit")]
+TASK_LABELS = [("auto (read from the instruction)", "auto")] + [(t, t) for t in EDIT_TASK_CHOICES if t != "auto"]
+VIDEO_TYPES = [".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v", ".png", ".jpg", ".jpeg", ".webp"]
+DIFF_GAIN = 4  # |result - source| is amplified this much so small changes show
+CHANGED = 24  # a pixel counts as changed when a channel moved by more than this (of 255)
+
+
+@dataclass
+class EditControls:
+    source: gr.File
+    mode: gr.Radio
+    instruction: gr.Textbox
+    prompt: gr.Textbox
+    edit_task: gr.Dropdown
+    seed: gr.Number
+    steps: gr.Slider
+    guidance: gr.Slider
+    source_guidance: gr.Slider
+    strength: gr.Slider
+    schedule: gr.Dropdown
+    rewrite: gr.Checkbox
+
+    def as_list(self) -> list:
+        return [
+            self.source,
+            self.mode,
+            self.instruction,
+            self.prompt,
+            self.edit_task,
+            self.seed,
+            self.steps,
+            self.guidance,
+            self.source_guidance,
+            self.strength,
+            self.schedule,
+            self.rewrite,
+        ]
+
+
+@dataclass
+class EditTab:
+    controls: EditControls
+    handlers: EditHandlers
+    board: gr.HTML
+    last: gr.State  # this session's latest edit (path)
+    send_choice: gr.Dropdown
+    send: gr.Button
+    event: gr.events.Dependency  # the edit event, to chain history refreshes on
+
+
+def request_from(
+    video,
+    mode,
+    instruction,
+    prompt,
+    edit_task,
+    seed,
+    steps,
+    guidance,
+    source_guidance,
+    strength,
+    schedule,
+    rewrite=True,
+) -> EditRequest:
+    return EditRequest(
+        video=str(video or ""),
+        instruction=instruction or "",
+        prompt=prompt or "",
+        mode=mode or "instruction",
+        edit_task=edit_task or "auto",
+        seed=int(seed if seed is not None else 0),
+        steps=int(steps),
+        guidance=float(guidance),
+        source_guidance=float(source_guidance),
+        strength=float(strength),
+        schedule=schedule,
+        rewrite=bool(rewrite),
+    )
+
+
+def settings_values(request: dict, source: str | None) -> list:
+    """A stored edit request -> values for the tab's controls (the order of EditControls.as_list);
+    `source` is the clip to load (the original upload, or its stand-in when that is gone)."""
+    d = EditRequest(video="")
+    get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
+    keys = ("mode", "instruction", "prompt", "edit_task", "seed", "steps", "guidance", "source_guidance", "strength")
+    return [source, *(get(k) for k in keys), get("schedule"), get("rewrite")]
+
+
+def difference(result: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """What changed, as a clip: per pixel the largest channel change, amplified, white on black."""
+    n = min(len(result), len(source))
+    d = np.abs(result[:n].astype(np.int16) - source[:n].astype(np.int16)).max(-1)  # (T, H, W)
+    d = np.clip(d * DIFF_GAIN, 0, 255).astype(np.uint8)
+    return np.repeat(d[..., None], 3, -1)
+
+
+class EditHandlers:
+    """The engine calls behind the tab; plain methods so tests can drive them without a browser.
+
+    `workdir` keeps what the tab shows besides results (the source as the model sees it, what
+    changed): files named by content, so a source uploaded twice is normalised once."""
+
+    def __init__(self, engine, tokens: dict[str, CancelToken], workdir: str | Path):
+        self.engine = engine
+        self.tokens = tokens
+        self.workdir = Path(workdir)
+
+    # -- the source ---------------------------------------------------------------------------
+    def load(self, video) -> dict:
+        """An upload as the model will see it: {"summary", "view" (an MP4 of the 64x64 clip),
+        "frames" (its .npy), "digest", "fps"}; {"error"} with the reason when it cannot be used."""
+        if not video:
+            return {}
+        try:
+            clip = self.engine.load_source(str(video))
+        except VideoInputError as e:
+            return {"error": str(e)}
+        summary = clip.summary
+        if clip.info.get("has_audio"):
+            summary += "; its sound is kept in the result"
+        kept = self._kept(clip.digest, summary, clip.fps)
+        if kept is None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            stem = self.workdir / clip.digest[:16]
+            np.save(stem.with_suffix(".npy"), clip.frames)
+            if len(clip.frames) == 1:
+                write_png(stem.with_suffix(".png"), clip.frames[0])
+            write_video(stem.with_suffix(".mp4"), clip.frames, clip.fps)  # written last: it marks them complete
+            kept = self._kept(clip.digest, summary, clip.fps)
+        return kept
+
+    def _kept(self, digest: str, summary: str, fps: float) -> dict | None:
+        """The files of a source normalised before (by its content digest), or None."""
+        stem = self.workdir / digest[:16]
+        view, frames = stem.with_suffix(".mp4"), stem.with_suffix(".npy")
+        if not (digest and view.is_file() and frames.is_file()):
+            return None
+        return {"summary": summary, "view": str(view), "frames": str(frames), "digest": digest, "fps": fps}
+
+    def source_for(self, meta: dict) -> str | None:
+        """The clip to reopen an edit with: the original upload, else the normalised source kept
+        here (the same frames the model saw), else None."""
+        video = meta.get("request", {}).get("video")
+        if video and Path(video).is_file():
+            return str(video)
+        digest = meta.get("source", {}).get("sha256", "")
+        kept = self.workdir / f"{digest[:16]}.mp4"
+        return str(kept) if digest and kept.is_file() else None
+
+    # -- reading what was typed -----------------------------------------------------------------
+    def reading(self, mode, instruction, prompt, edit_task="auto", rewrite=True, source: dict | None = None) -> str:
+        """How the instruction (or the prompt, in describe mode) is read, for the line under it."""
+        if mode == "sdedit":
+            req = T2VRequest(prompt=prompt or "", rewrite=bool(rewrite))
+            found = self.engine.rewrite(req)
+            return found.describe() if found is not None else ""
+        lines = []
+        if self.engine.editor is None:
+            lines.append("**This model has no edit model**: only *Describe the result* works with it.")
+        if (instruction or "").strip():
+            frames = None
+            if source and source.get("frames") and Path(source["frames"]).is_file():
+                frames = np.load(source["frames"])
+            r = self.engine.read_instruction(instruction, frames)
+            line = f"Read as: **{r.describe()}**"
+            if edit_task and edit_task != "auto":
+                also = f"; the instruction reads as {r.task}" if r.task and r.task != edit_task else ""
+                line += f" · task **{edit_task}** (chosen{also})"
+            elif r.task:
+                line += f" · task **{r.task}** (read from the instruction)"
+            else:
+                line += " · task: can't tell: say it as one of the examples, or pick the task"
+            if rewrite and r.canonical:
+                line += f" · the model is given “{r.canonical}”"
+            lines.append(line)
+        return "\n\n".join(lines)
+
+    # -- editing --------------------------------------------------------------------------------
+    def edit(
+        self,
+        video,
+        mode,
+        instruction,
+        prompt,
+        edit_task,
+        seed,
+        steps,
+        guidance,
+        source_guidance,
+        strength,
+        schedule,
+        rewrite=True,
+        session: str = "local",
+    ):
+        """Yields dicts per event: status/progress, preview, then result + board + diff, or error
+        (+ cancelled). The reading line is the tab's, kept up to date as the instruction is typed."""
+        token = self.tokens[session] = CancelToken()
+        req = request_from(
+            video,
+            mode,
+            instruction,
+            prompt,
+            edit_task,
+            seed,
+            steps,
+            guidance,
+            source_guidance,
+            strength,
+            schedule,
+            rewrite,
+        )
+        for ev in self.engine.run(req, cancel=token):
+            if isinstance(ev, Progress):
+                yield {
+                    "status": f"step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
+                    "progress": (ev.step, ev.total),
+                }
+            elif isinstance(ev, Preview):
+                frames = ev.frames[:: max(1, -(-len(ev.frames) // 8))]  # at most 8 frames side by side
+                yield {"preview": preview_strip(frames)}
+            elif isinstance(ev, Result):
+                how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
+                what = ev.metadata.get("edit_task") or "described"
+                given = ev.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
+                yield {
+                    "status": f"done {how} · {what}: “{given}” · seed {req.seed}",
+                    "result": str(ev.path),
+                    **self._board(req, ev),
+                }
+            elif isinstance(ev, Error):
+                yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
+                return
+
+    def _board(self, req: EditRequest, ev: Result) -> dict:
+        """Source | result | what changed, for the synced player; and the difference clip's path."""
+        seen = ev.metadata.get("source", {})
+        src = self._kept(seen.get("sha256", ""), seen.get("summary", ""), req.fps)  # the rate the model saw
+        src = src or self.load(req.video)  # not uploaded through the tab (a script, a test)
+        if "frames" not in src:  # the upload went away mid-job: show the result alone
+            return {"board": player_html([Cell(ev.path, "Result")]), "diff": None}
+        source = np.load(src["frames"])
+        diff = difference(ev.frames, source)
+        changed = float((diff[..., 0] > CHANGED * DIFF_GAIN).mean())
+        key = hashlib.sha256(Path(ev.path).name.encode()).hexdigest()[:16]
+        image = Path(ev.path).suffix == ".png"
+        if image:
+            diff_path = write_png(self.workdir / f"diff-{key}.png", diff[0])
+            src_path = self.workdir / f"{src['digest'][:16]}.png"
+        else:
+            diff_path = write_video(self.workdir / f"diff-{key}.mp4", diff, src["fps"])
+            src_path = Path(src["view"])
+        given = ev.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
+        cells = [
+            Cell(src_path, "Source, as the model sees it", src["summary"], src["fps"]),
+            Cell(ev.path, f"Result: {given}", _settings(req, ev.metadata), src["fps"], Path(ev.path).stem),
+            Cell(
+                diff_path,
+                "What changed",
+                f"|result − source| × {DIFF_GAIN}; {changed:.0%} of pixels changed",
+                src["fps"],
+            ),
+        ]
+        return {"board": player_html(cells), "diff": str(diff_path), "changed": changed}
+
+    def stop(self, session: str = "local") -> str:
+        token = self.tokens.get(session)
+        if token is not None:
+            token.cancel()
+        return "Stopped. Results already finished are kept in History."
+
+
+def _settings(req: EditRequest, meta: dict) -> str:
+    parts = [f"seed {req.seed}", f"{req.steps} steps"]
+    if req.mode == "instruction":
+        parts += [
+            f"task {meta.get('edit_task', req.edit_task)}",
+            f"follow {req.guidance}",
+            f"keep {req.source_guidance}",
+        ]
+    else:
+        parts += [f"guidance {req.guidance}", f"strength {req.strength}"]
+    return " · ".join(parts)
+
+
+def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path) -> EditTab:
+    """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
+    h = EditHandlers(engine, tokens, workdir)
+    d = EditRequest(video="")
+    gr.Markdown(KNOWS)
+    with gr.Row():
+        with gr.Column(scale=3):
+            source = gr.File(
+                label="Source clip or image", file_types=VIDEO_TYPES, type="filepath", height=90, elem_id="edit-source"
+            )
+            source_info = gr.Markdown("", elem_id="edit-source-info")
+            mode = gr.Radio(MODES, value="instruction", label="Mode", elem_id="edit-mode")
+            with gr.Column(visible=True) as say:
+                instruction = gr.Textbox(
+                    label="What to change", lines=2, placeholder=EXAMPLES[0], elem_id="edit-instruction"
+                )
+                reading = gr.Markdown("", elem_id="edit-reading")
+                gr.Examples(EXAMPLES, inputs=[instruction], label="Instructions the default model knows")
+                edit_task = gr.Dropdown(TASK_LABELS, value="auto", label="Task", elem_id="edit-task")
+            with gr.Column(visible=False) as describe:
+                prompt = gr.Textbox(
+                    label="The result, described",
+                    lines=2,
+                    placeholder="a yellow circle moving left on a blue background",
+                    elem_id="edit-prompt",
+                )
+                prompt_reading = gr.Markdown("", elem_id="edit-prompt-reading")
+                strength = gr.Slider(
+                    0.05, 1.0, value=d.strength, step=0.05, label="Strength (1 = draw anew)", elem_id="edit-strength"
+                )
+            with gr.Row():
+                seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed")
+                dice = gr.Button("Random", scale=0, min_width=80, elem_id="edit-dice")
+                steps = gr.Slider(1, 100, value=d.steps, step=1, label="Steps", elem_id="edit-steps")
+            with gr.Row():
+                guidance = gr.Slider(
+                    0.0, 15.0, value=d.guidance, step=0.5, label="Follow the instruction", elem_id="edit-guidance"
+                )
+                source_guidance = gr.Slider(
+                    0.0, 10.0, value=d.source_guidance, step=0.25, label="Keep the source", elem_id="edit-keep"
+                )
+            with gr.Accordion("Settings", open=False):
+                schedule = gr.Dropdown(["linear-quadratic", "linear"], value=d.schedule, label="Schedule")
+                rewrite = gr.Checkbox(
+                    value=True,
+                    label="Give the model its reading of the instruction (or prompt), shown under it",
+                    elem_id="edit-rewrite",
+                )
+            with gr.Row():
+                go = gr.Button("Edit", variant="primary", elem_id="edit-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
+        with gr.Column(scale=4):
+            status = gr.Markdown("Upload a source to begin.", elem_id="edit-status")
+            source_view = gr.Video(
+                label="Source, as the model sees it",
+                interactive=False,
+                autoplay=True,
+                loop=True,
+                height=240,
+                elem_id="edit-source-view",
+            )
+            preview = gr.Image(
+                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="edit-preview", height=160
+            )
+            board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="edit-board")
+            with gr.Row():
+                send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="edit-send-choice")
+                send = gr.Button("Send", scale=1, elem_id="edit-send")
+    controls = EditControls(
+        source,
+        mode,
+        instruction,
+        prompt,
+        edit_task,
+        seed,
+        steps,
+        guidance,
+        source_guidance,
+        strength,
+        schedule,
+        rewrite,
+    )
+    loaded = gr.State(None)  # the current source's normalised files (see EditHandlers.load)
+    last = gr.State(None)
+
+    dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
+
+    def on_source(video):
+        src = h.load(video)
+        if "error" in src:
+            return None, f"**{src['error']}**", gr.Video(value=None), "Upload another source."
+        if not src:
+            return None, "", gr.Video(value=None), "Upload a source to begin."
+        return src, f"Source as the model sees it: {src['summary']}", gr.Video(value=src["view"]), "Ready."
+
+    src_event = source.change(on_source, source, [loaded, source_info, source_view, status])
+
+    def on_mode(m):
+        say_mode = m != "sdedit"
+        return (
+            gr.Column(visible=say_mode),
+            gr.Column(visible=not say_mode),
+            gr.Slider(label="Follow the instruction" if say_mode else "Follow the prompt"),
+            gr.Slider(visible=say_mode),
+        )
+
+    mode.change(on_mode, mode, [say, describe, guidance, source_guidance], queue=False, show_progress="hidden")
+
+    # The reading follows the instruction as it is typed (a few rules, milliseconds).
+    read_inputs = [mode, instruction, prompt, edit_task, rewrite, loaded]
+    for trigger in (instruction.change, edit_task.change, rewrite.change, mode.change):
+        trigger(h.reading, read_inputs, reading, queue=False, show_progress="hidden")
+    src_event.then(h.reading, read_inputs, reading, queue=False, show_progress="hidden")
+    for trigger in (prompt.change, rewrite.change, mode.change):
+        trigger(h.reading, read_inputs, prompt_reading, queue=False, show_progress="hidden")
+
+    def run(
+        video,
+        mode,
+        instruction,
+        prompt,
+        edit_task,
+        seed,
+        steps,
+        guidance,
+        source_guidance,
+        strength,
+        schedule,
+        rewrite,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
+        settings = (video, mode, instruction, prompt, edit_task, seed, steps, guidance, source_guidance, strength)
+        session = request.session_hash if request else "local"
+        for ev in h.edit(*settings, schedule, rewrite, session=session):
+            if "progress" in ev:
+                progress(ev["progress"], desc=ev["status"])
+            if "error" in ev:
+                if not ev.get("cancelled"):
+                    gr.Warning(ev["error"])
+                yield {status: f"**{ev['error']}**"}
+                return
+            out = {status: ev["status"]} if "status" in ev else {}
+            if "preview" in ev:
+                out[preview] = ev["preview"]
+            if "result" in ev:
+                out[board] = ev["board"]
+                out[last] = ev["result"]
+            yield out
+
+    event = go.click(
+        run,
+        controls.as_list(),
+        [status, preview, board, last],
+        concurrency_limit=1,
+        concurrency_id=concurrency_id,
+    )
+
+    def do_stop(request: gr.Request):
+        return h.stop(request.session_hash if request else "local")
+
+    # The token stops the engine within one step; cancelling the event frees the queue slot.
+    stop.click(do_stop, None, status, cancels=[event], queue=False)
+    return EditTab(controls, h, board, last, send_choice, send, event)
