@@ -92,12 +92,17 @@ def test_grown_edit_model_starts_as_the_t2v_model():
     src = torch.randn(2, 4, 2, 8, 8)
     task = torch.tensor([TASKS.index("recolor"), 0])
     with torch.no_grad():
-        a = t2v(x, t, **ctx)
-        b = ed(x, t, cond=src, **ctx)  # no task: exactly the T2V model, whatever the source
         c = ed(x, t, cond=src, task=task, **ctx)
         d = ed(x, t, cond=torch.randn_like(src), task=task, **ctx)
+        e = ed(x, t, cond=src, **ctx)  # no task given: "generate"
+        f = ed(x, t, cond=src, task=torch.zeros(2, dtype=torch.long), **ctx)
     # Zero-initialised source channels: the source has no effect until training gives it one.
-    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(c, d, atol=1e-6)
+    assert torch.allclose(c, d, atol=1e-6) and torch.allclose(e, f)
+    # Every T2V weight is carried over; the task embedding starts at zero.
+    own = ed.state_dict()
+    for k, v in t2v.state_dict().items():
+        assert torch.equal(own[k][:, : v.shape[1]] if k == "dit.patch_embed.weight" else own[k], v), k
+    assert not ed.dit.task_embed.weight.any()
     assert ed.dit.patch_embed.weight.shape[1] == 8 and ed.cfg.dit.tasks == len(TASKS)
 
 

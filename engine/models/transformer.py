@@ -128,7 +128,9 @@ class DiT(nn.Module):
         tok = tok.flatten(2).transpose(1, 2)  # (B, N, D)
         pos = self.positions(gt, gh, gw).to(tok.dtype)  # (N, D)
         temb = self.time_mlp(timestep_embedding(t, c.time_dim).to(tok.dtype))  # (B, D)
-        if c.tasks and task is not None:
+        if c.tasks:
+            # No task given: plain generation ("generate", index 0), which such a model also learned.
+            task = task if task is not None else torch.zeros(b, dtype=torch.long, device=x.device)
             temb = temb + self.task_embed(task)
             extra = self.task_tokens(self.task_embed(task)).view(b, c.task_tokens, -1)  # (B, K, D)
             context = torch.cat([context, extra.to(context.dtype)], 1)
