@@ -112,7 +112,7 @@ def evaluate_edit(
             if strengths:
                 best = max(strengths, key=lambda s: (by_strength[s]["followed"], by_strength[s]["psnr_target"]))
                 out["sdedit"][task] = by_strength[best] | {"strength": best}
-            log(f"{task}: edit {out['edit'][task]} nothing {out['nothing'][task]} sdedit {out['sdedit'][task]}")
+            log(f"{task}: edit {out['edit'][task]} nothing {out['nothing'][task]} sdedit {out['sdedit'].get(task)}")
         if engine.editor is not None and t2v_sources:
             out["t2v_sources"] = _edit_t2v_outputs(engine, base, t2v_sources, seed, Path(tmp), log)
     return out
