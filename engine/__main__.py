@@ -93,13 +93,20 @@ def _request(args, prompt: str):
 
 
 def cmd_generate(args) -> int:
-    from .requests import Error, Progress, Result
 
     engine = _engine(args)
     req = _request(args, args.prompt)
     rewrite = engine.rewrite(req)  # None when off, empty or over-long (run() then says what was wrong)
     if rewrite is not None and not args.quiet:
         print(rewrite.describe(), file=sys.stderr)
+    return _run_printing(engine, req, args)
+
+
+def _run_printing(engine, req, args, describe=lambda meta: []) -> int:
+    """Run a request with a progress line on stderr; print the result's path (0) or the error (2).
+    describe(metadata) gives lines to print above the path (how the inputs were read)."""
+    from .requests import Error, Progress, Result
+
     for ev in engine.run(req, out=args.out, previews=False):
         if isinstance(ev, Progress) and not args.quiet:
             print(f"\rstep {ev.step}/{ev.total}  eta {ev.eta:4.1f}s", end="", file=sys.stderr, flush=True)
@@ -107,7 +114,9 @@ def cmd_generate(args) -> int:
             print(f"\nerror: {ev.message}", file=sys.stderr)
             return 2
         elif isinstance(ev, Result):
-            print(f"\n{ev.path}  ({ev.metadata['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
+            if not args.quiet:
+                print("", *describe(ev.metadata), sep="\n", file=sys.stderr)
+                print(f"{ev.path}  ({ev.metadata['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
             print(ev.path)
     return 0
 
@@ -132,28 +141,18 @@ def _edit_request(args, video: str):
 
 
 def cmd_edit(args) -> int:
-    from .requests import Error, Progress, Result
-
     if bool(args.instruction) == bool(args.prompt):
         print("error: give --instruction (what to change) or --prompt (the result described, SDEdit)", file=sys.stderr)
         return 2
     engine = _engine(args)
-    req = _edit_request(args, args.video)
-    for ev in engine.run(req, out=args.out, previews=False):
-        if isinstance(ev, Progress) and not args.quiet:
-            print(f"\rstep {ev.step}/{ev.total}  eta {ev.eta:4.1f}s", end="", file=sys.stderr, flush=True)
-        elif isinstance(ev, Error):
-            print(f"\nerror: {ev.message}", file=sys.stderr)
-            return 2
-        elif isinstance(ev, Result):
-            if not args.quiet:
-                meta = ev.metadata
-                print(f"\nsource: {meta['source']['summary']}", file=sys.stderr)
-                if meta.get("reading"):
-                    print(f"read as: {meta['edit_task']}: {meta['given']}", file=sys.stderr)
-                print(f"{ev.path}  ({meta['seconds']:.2f}s{', cached' if ev.cached else ''})", file=sys.stderr)
-            print(ev.path)
-    return 0
+
+    def describe(meta: dict) -> list[str]:
+        lines = [f"source: {meta['source']['summary']}"]
+        if meta.get("reading"):
+            lines.append(f"read as: {meta['edit_task']}: {meta['given']}")
+        return lines
+
+    return _run_printing(engine, _edit_request(args, args.video), args, describe)
 
 
 def cmd_eval(args) -> int:

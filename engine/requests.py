@@ -43,25 +43,30 @@ class T2VRequest:
             )
         if len(self.prompt) > MAX_PROMPT_CHARS:
             raise RequestError(f"The prompt is {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
-        if not 1 <= self.steps <= 500:
-            raise RequestError(f"steps must be between 1 and 500, got {self.steps}.")
-        if not 0.0 <= self.guidance <= 30.0:
-            raise RequestError(f"guidance must be between 0 and 30, got {self.guidance}.")
         if not 1 <= self.frames <= max_frames:
             raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
-        if self.size % size_multiple or not size_multiple <= self.size <= max_size:
-            raise RequestError(
-                f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {self.size}."
-            )
-        if self.schedule not in SCHEDULES:
-            raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
-        if not 0 < self.fps <= 60:
-            raise RequestError(f"fps must be between 0 and 60, got {self.fps}.")
-        if not 0 <= self.seed < 2**63:
-            raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
+        _check_sampling(self, size_multiple, max_size)
 
     def to_dict(self) -> dict:
         return {"task": self.task} | asdict(self)
+
+
+def _check_sampling(req: T2VRequest | EditRequest, size_multiple: int, max_size: int) -> None:
+    """The settings every task shares: steps, guidance, size, schedule, frame rate, seed."""
+    if not 1 <= req.steps <= 500:
+        raise RequestError(f"steps must be between 1 and 500, got {req.steps}.")
+    if not 0.0 <= req.guidance <= 30.0:
+        raise RequestError(f"guidance must be between 0 and 30, got {req.guidance}.")
+    if req.size % size_multiple or not size_multiple <= req.size <= max_size:
+        raise RequestError(
+            f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {req.size}."
+        )
+    if req.schedule not in SCHEDULES:
+        raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {req.schedule!r}.")
+    if not 0 < req.fps <= 60:
+        raise RequestError(f"fps must be between 0 and 60, got {req.fps}.")
+    if not 0 <= req.seed < 2**63:
+        raise RequestError(f"seed must be between 0 and 2^63 - 1, got {req.seed}.")
 
 
 EDIT_MODES = ("instruction", "sdedit")  # say what to change / describe the result (SDEdit)
@@ -105,23 +110,11 @@ class EditRequest:
             raise RequestError("No source video: upload a clip (MP4, MOV, WebM, MKV, AVI, GIF) or an image to edit.")
         if self.edit_task not in EDIT_TASK_CHOICES:
             raise RequestError(f"task must be one of {', '.join(EDIT_TASK_CHOICES)}, got {self.edit_task!r}.")
-        if not 1 <= self.steps <= 500:
-            raise RequestError(f"steps must be between 1 and 500, got {self.steps}.")
-        for name, value in (("guidance", self.guidance), ("source guidance", self.source_guidance)):
-            if not 0.0 <= value <= 30.0:
-                raise RequestError(f"{name} must be between 0 and 30, got {value}.")
+        if not 0.0 <= self.source_guidance <= 30.0:
+            raise RequestError(f"source guidance must be between 0 and 30, got {self.source_guidance}.")
         if not 0.0 < self.strength <= 1.0:
             raise RequestError(f"strength must be above 0 and at most 1, got {self.strength}.")
-        if self.size % size_multiple or not size_multiple <= self.size <= max_size:
-            raise RequestError(
-                f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {self.size}."
-            )
-        if self.schedule not in SCHEDULES:
-            raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
-        if not 0 < self.fps <= 60:
-            raise RequestError(f"fps must be between 0 and 60, got {self.fps}.")
-        if not 0 <= self.seed < 2**63:
-            raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
+        _check_sampling(self, size_multiple, max_size)
 
     def to_dict(self) -> dict:
         return {"task": self.task} | asdict(self)

@@ -124,6 +124,22 @@ class Logger:
             self.sums = {}
 
 
+def optimizer_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, rt: Runtime) -> None:
+    """Backward, gradients averaged over ranks and clipped to norm 1, one optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    rt.average_gradients(params)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of the weights, with a short warm-up so early steps are not averaged with the start."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
+
+
 def cosine_lr(step: int, total: int, peak: float, warmup: int = 50, floor: float = 0.05) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup

@@ -35,7 +35,7 @@ from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
 from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, set_lr
+from .common import Logger, Runtime, cosine_lr, optimizer_step, set_lr, update_ema
 from .t2v_stage import encode_dataset
 
 
@@ -242,14 +242,8 @@ def train_edit(
         with rt.autocast():
             v = model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts))
         loss = F.mse_loss(v.float(), target_velocity(x0, x1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        rt.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(tcfg.ema, (1 + step) / (10 + step))
-            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        optimizer_step(opt, params, loss, rt)
+        update_ema(ema, model, step, tcfg.ema)
         log.log(step, **{"img" if image else "vid": loss})
         if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
             _save_state(run, step + 1, model, ema, opt)

@@ -19,7 +19,7 @@ from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
 from ..world.data import render_many
 from ..world.scene import Scene, sample_scene
-from .common import Logger, Runtime, cosine_lr, seed_all, set_lr
+from .common import Logger, Runtime, cosine_lr, optimizer_step, seed_all, set_lr, update_ema
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,8 @@ def train_t2v(
         with rt.autocast():
             v = model(xt, t, **model.encode_prompts(prompts))
         loss = F.mse_loss(v.float(), target_velocity(x0, x1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        rt.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(tcfg.ema, (1 + step) / (10 + step))
-            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        optimizer_step(opt, params, loss, rt)
+        update_ema(ema, model, step, tcfg.ema)
         log.log(step, **{"img" if image else "vid": loss})
     rt.check_in_sync(ema, "t2v")
     return ema
