@@ -35,12 +35,17 @@ def main(argv=None) -> int:
         auth = tuple(args.auth.split(":", 1))
 
     from engine.engine import DEFAULT_MODEL, Engine
+    from engine.video_io import VideoLimits
     from studio import PAGE_CSS, build_ui
 
     outputs = Path(args.outputs_dir).resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     engine = Engine(
-        model=args.model or DEFAULT_MODEL, device=args.device, cache_dir=args.cache_dir, outputs_dir=outputs
+        model=args.model or DEFAULT_MODEL,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        outputs_dir=outputs,
+        limits=VideoLimits(max_bytes=args.max_upload_mb * 1024 * 1024),  # the engine refuses what Gradio would too
     )
     demo = build_ui(engine, outputs)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
