@@ -39,7 +39,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     ecfg = edit_generator_config(p.generator)
     editor = grow_for_editing(gen, ecfg)
     with torch.no_grad():
-        editor.dit.patch_embed.weight[:, p.generator.dit.in_channels :].normal_(std=0.1)
+        editor.dit.cond_embed.weight.normal_(std=0.1)
         editor.dit.task_embed.weight.normal_(std=0.1)
     save_component(out / "edit", "generator", ecfg, editor)
     return out

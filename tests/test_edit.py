@@ -101,9 +101,9 @@ def test_grown_edit_model_starts_as_the_t2v_model():
     # Every T2V weight is carried over; the task embedding starts at zero.
     own = ed.state_dict()
     for k, v in t2v.state_dict().items():
-        assert torch.equal(own[k][:, : v.shape[1]] if k == "dit.patch_embed.weight" else own[k], v), k
-    assert not ed.dit.task_embed.weight.any()
-    assert ed.dit.patch_embed.weight.shape[1] == 8 and ed.cfg.dit.tasks == len(TASKS)
+        assert torch.equal(own[k], v), k
+    assert not ed.dit.task_embed.weight.any() and not ed.dit.cond_embed.weight.any()
+    assert ed.dit.cond_embed.weight.shape[1] == 4 and ed.cfg.dit.tasks == len(TASKS)
 
 
 def test_two_scale_guidance_terms():

@@ -74,7 +74,7 @@ def test_dit_extra_channels_start_silent_and_mask_is_respected():
     dit = DiT(cfg)
     torch.manual_seed(0)
     for p in dit.parameters():  # wake every zero-initialised layer except the extra input weights
-        if p.abs().sum() == 0 and p is not dit.patch_embed.weight:
+        if p.abs().sum() == 0 and p is not dit.cond_embed.weight:
             p.data.normal_(std=0.1)
     x, t, ctx = torch.randn(1, 4, 2, 4, 4), torch.rand(1), torch.randn(1, 5, 32)
     base = dit(x, t, ctx)

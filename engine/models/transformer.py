@@ -77,10 +77,12 @@ class DiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, (pt, ph, pw) = cfg.width, cfg.patch
-        self.patch_embed = nn.Conv3d(cfg.in_channels + cfg.extra_channels, d, cfg.patch, stride=cfg.patch)
+        self.patch_embed = nn.Conv3d(cfg.in_channels, d, cfg.patch, stride=cfg.patch)
         if cfg.extra_channels:
-            with torch.no_grad():  # conditioning channels start silent
-                self.patch_embed.weight[:, cfg.in_channels :].zero_()
+            # The conditioning channels' part of the patch embedding (one conv over the concatenated
+            # channels is the sum of two), kept apart so training can give it its own learning rate.
+            self.cond_embed = nn.Conv3d(cfg.extra_channels, d, cfg.patch, stride=cfg.patch, bias=False)
+            nn.init.zeros_(self.cond_embed.weight)  # conditioning channels start silent
         self.pos_t = nn.Parameter(torch.randn(cfg.max_t, d) * 0.02)
         self.pos_h = nn.Parameter(torch.randn(cfg.max_h, d) * 0.02)
         self.pos_w = nn.Parameter(torch.randn(cfg.max_w, d) * 0.02)
@@ -120,10 +122,9 @@ class DiT(nn.Module):
         c = self.cfg
         b, _, T, H, W = x.shape
         pt, ph, pw = c.patch
-        if c.extra_channels:
-            cond = cond if cond is not None else x.new_zeros(b, c.extra_channels, T, H, W)
-            x = torch.cat([x, cond], 1)  # (B, C + extra, T, h, w)
         tok = self.patch_embed(x)  # (B, D, T/pt, h/ph, w/pw)
+        if c.extra_channels and cond is not None:  # channel concatenation, as a sum (None: blank)
+            tok = tok + self.cond_embed(cond.to(tok.dtype))  # (B, D, T/pt, h/ph, w/pw)
         gt, gh, gw = tok.shape[2:]
         tok = tok.flatten(2).transpose(1, 2)  # (B, N, D)
         pos = self.positions(gt, gh, gw).to(tok.dtype)  # (N, D)

@@ -148,5 +148,6 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 50, floor: float
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at `lr`, times the group's own `lr_mult` where it has one."""
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_mult", 1.0)
