@@ -48,7 +48,7 @@ class EditTrainConfig:
     frames: int = 32
     size: int = 64
     image_steps: int = 200  # stage I: image edits only
-    steps: int = 2600  # in all, stage I included
+    steps: int = 4600  # in all, stage I included
     video_batch: int = 16
     image_batch: int = 64
     image_every: int = 4  # in stage II every n-th step is an image batch
