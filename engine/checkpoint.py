@@ -50,13 +50,21 @@ def save_component(
     module: torch.nn.Module,
     extra: dict | None = None,
     dtype: torch.dtype = torch.float32,
+    shared: dict[str, str] | None = None,
 ) -> Path:
-    """Weights as `dtype` (bf16 halves a checkpoint; loading casts back to the module's dtype)."""
+    """Weights as `dtype` (bf16 halves a checkpoint; loading casts back to the module's dtype).
+    shared maps a key prefix to a sibling checkpoint folder that holds those weights unchanged
+    (e.g. a frozen text encoder): they are not stored twice, and load_weights reads them there."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()}
+    skip = tuple(shared or ())
+    state = {
+        k: v.detach().to("cpu", dtype).contiguous()
+        for k, v in module.state_dict().items()
+        if not (skip and k.startswith(skip))
+    }
     save_file(state, str(path / "model.safetensors"))
-    meta = {"kind": kind, "config": config_to_dict(cfg)} | (extra or {})
+    meta = {"kind": kind, "config": config_to_dict(cfg)} | ({"shared": shared} if shared else {}) | (extra or {})
     (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -70,7 +78,12 @@ def read_config(path: str | Path) -> dict:
 
 
 def load_weights(path: str | Path, module: torch.nn.Module) -> torch.nn.Module:
-    state = load_file(str(Path(path) / "model.safetensors"))
+    path = Path(path)
+    state = load_file(str(path / "model.safetensors"))
+    shared = read_config(path).get("shared", {}) if (path / "config.json").is_file() else {}
+    for prefix, sibling in shared.items():  # weights kept once, in a sibling checkpoint
+        other = load_file(str(path.parent / sibling / "model.safetensors"))
+        state |= {k: v for k, v in other.items() if k.startswith(prefix)}
     module.load_state_dict(state)
     return module
 

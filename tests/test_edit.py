@@ -240,3 +240,22 @@ def test_edit_eval_measures_the_do_nothing_baseline(engine):
         # The source is not the target (followed 0), and keeps the untouched pixels up to H.264's loss.
         assert nothing["n"] == 1 and nothing["followed"] == 0.0 and nothing["psnr_keep"] > 30
         assert res["edit"][task]["n"] == 1 and res["sdedit"][task]["strength"] == 0.5
+
+
+def test_shared_weights_are_stored_once_and_loaded_from_the_sibling(tmp_path):
+    from safetensors.torch import load_file
+
+    from engine.checkpoint import load_weights, save_component
+
+    torch.manual_seed(0)
+    gcfg = PRESETS["tiny"].generator
+    t2v = Generator(gcfg)
+    save_component(tmp_path / "t2v", "generator", gcfg, t2v)
+    ecfg = edit_generator_config(gcfg)
+    ed = grow_for_editing(t2v, ecfg)
+    save_component(tmp_path / "edit", "generator", ecfg, ed, shared={"text.encoders.0.": "t2v"})
+    stored = load_file(str(tmp_path / "edit" / "model.safetensors"))
+    assert not any(k.startswith("text.encoders.0.") for k in stored) and "dit.cond_embed.weight" in stored
+    back = load_weights(tmp_path / "edit", Generator(ecfg))
+    for k, v in ed.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k

@@ -218,7 +218,8 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
         gen = train_edit(p.edit_train, ecfg, tae, t2v, rt, out / "edit-run")
         if rt.main:
             meta = {"edit_steps": p.edit_train.steps, "grown_from": "t2v"}
-            save_component(out / "edit", "generator", ecfg, gen, meta, gen_dtype)
+            # The word encoder stays frozen: it is the T2V checkpoint's own, stored there once.
+            save_component(out / "edit", "generator", ecfg, gen, meta, gen_dtype, shared={"text.encoders.0.": "t2v"})
             print(f"[recipe] edit ready at {time.perf_counter() - t0:.0f}s", flush=True)
         rt.barrier()
     if rt.main:
