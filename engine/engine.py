@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,6 +24,7 @@ from .checkpoint import config_from_dict, file_digest, load_weights, read_config
 from .models.generator import Generator, GeneratorConfig
 from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
+from .models.upsampler import SkipDecoder, encode_tiled
 from .precision import bf16_is_fast
 from .requests import (
     MAX_PROMPT_CHARS,
@@ -38,9 +39,19 @@ from .requests import (
     RequestError,
     Result,
     T2VRequest,
+    UpscaleRequest,
 )
-from .tasks import Prepared, denoise, prepare_edit, prepare_sdedit, prepare_t2v
-from .video_io import NormalizedClip, VideoInputError, VideoLimits, normalize_video, write_png, write_video
+from .tasks import Prepared, denoise, prepare_edit, prepare_sdedit, prepare_t2v, prepare_upscale
+from .upscale_data import upscale_bicubic
+from .video_io import (
+    NormalizedClip,
+    VideoInputError,
+    VideoLimits,
+    fit_clip,
+    normalize_video,
+    write_png,
+    write_video,
+)
 from .world.analyse import source_scene
 from .world.data import to_frames
 from .world.edits import TASKS
@@ -49,6 +60,11 @@ from .world.scene import Scene
 
 log = logging.getLogger(__name__)
 EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go in overlapping windows
+# The upsampler was trained on 128 px crops of 16 frames (16x16 latents, 4 latent frames): it runs
+# in tiles of that size, overlapping by half, whatever the clip's size and length.
+UPSCALE_WINDOW, UPSCALE_OVERLAP = (4, 16, 16), (2, 8, 8)
+UPSCALE_MAX_SIDE = 256  # input pixels on the long side (4x: 1024 out); larger uploads are reduced first
+UPSCALE_MODEL_SCALE = 4  # what the upsampler learned; 2x is its 4x result area-halved
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
 
@@ -62,10 +78,14 @@ class _Job:
     prepare: Callable[[], Prepared]
     model: Generator
     frames: int
-    size: int
+    shape: tuple[int, int]  # the result's (height, width)
     fps: float
+    steps: int
     meta: dict  # the task's own metadata (how the prompt or instruction was read, the source)
     audio_from: Path | None = None  # an upload whose audio goes into the result
+    # Latents (1, Cz, t, h, w) -> pixels (1, 3, T, H, W) in [-1, 1]; None: the TAE's decoder.
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    sidecars: dict[str, np.ndarray] = field(default_factory=dict)  # clips written beside the result
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -103,6 +123,12 @@ class Engine:
         has_editor = (self.model_dir / "edit" / "config.json").is_file()
         self.editor = self._load(self.model_dir / "edit", Generator, GeneratorConfig) if has_editor else None
         self.editor_id = f"{self.model_id}+{file_digest(self.model_dir / 'edit')[:8]}" if has_editor else ""
+        # The upsampler too: its transformer and its decoder (which also sees the enlarged input).
+        up, updec = self.model_dir / "upscale", self.model_dir / "upscale-decoder"
+        has_upsampler = (up / "config.json").is_file() and (updec / "config.json").is_file()
+        self.upsampler = self._load(up, Generator, GeneratorConfig) if has_upsampler else None
+        self.updecoder = self._load(updec, SkipDecoder, TAEConfig) if has_upsampler else None
+        self.upsampler_id = f"{self.model_id}+{file_digest(up)[:8]}{file_digest(updec)[:8]}" if has_upsampler else ""
         self.limits = limits
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
@@ -118,7 +144,8 @@ class Engine:
         """Text tokens for one prompt (or instruction) through `model`'s text encoder (default: the
         T2V generator's), from the cache when that model has seen it before."""
         model = model or self.generator
-        key = cache_key("text", self.editor_id if model is self.editor else self.model_id, prompt)
+        owner = {id(self.editor): self.editor_id, id(self.upsampler): self.upsampler_id}.get(id(model))
+        key = cache_key("text", owner or self.model_id, prompt)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             return {k: v.to(self.device) for k, v in hit.items()}
@@ -146,9 +173,24 @@ class Engine:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
             _check_out(out, req.frames if isinstance(req, T2VRequest) else None)  # before any work
             with self._lock:
-                job = self._job_edit(req) if isinstance(req, EditRequest) else self._job_t2v(req)
-                _check_out(out, job.frames)  # an edit's frame count is known once its source is read
-                yield from self._execute(req, job, cancel or CancelToken(), out, previews)
+                job = self._job(req)
+                _check_out(out, job.frames)  # an upload's frame count is known once it is read
+                cancel = cancel or CancelToken()
+                scale = 0 if isinstance(req, UpscaleRequest) else req.upscale
+                if not scale:
+                    yield (yield from self._execute(req, job, cancel, out, previews))
+                    return
+                # Generation then upscaling as one job with one progress bar: both results are
+                # kept (History lists both), the larger one names the clip it was made from.
+                up_req = UpscaleRequest(video="", scale=scale, seed=req.seed)
+                self._need_upsampler()
+                span = (time.perf_counter(), job.steps + up_req.steps)
+                base_out = None if out is None else Path(out).with_name(f"{Path(out).stem}.base{Path(out).suffix}")
+                base = yield from self._execute(req, job, cancel, base_out, previews, (0, *span))
+                up_req = replace(up_req, video=str(base.path))
+                up_job = self._job_upscale(up_req)
+                up_job.meta["upscaled_from"] = {"name": base.path.name, "request": base.metadata["request"]}
+                yield (yield from self._execute(up_req, up_job, cancel, out, previews, (job.steps, *span)))
         except (RequestError, VideoInputError) as e:
             yield Error(str(e))
         except Cancelled:
@@ -170,6 +212,69 @@ class Engine:
                 raise RequestError(event.message)
         raise RuntimeError("the engine ended without a result")
 
+    def _job(self, req: Request) -> _Job:
+        if isinstance(req, EditRequest):
+            return self._job_edit(req)
+        if isinstance(req, UpscaleRequest):
+            return self._job_upscale(req)
+        return self._job_t2v(req)
+
+    def _need_upsampler(self) -> None:
+        if self.upsampler is None:
+            raise RequestError(
+                f"The model folder {self.model_dir} has no upsampler ('upscale' and 'upscale-decoder' folders),"
+                " so clips cannot be upscaled; use a model folder that has one."
+            )
+
+    def _job_upscale(self, req: UpscaleRequest) -> _Job:
+        """Movie Gen's spatial upsampler: the input enlarged by bicubic in pixel space, encoded,
+        its latents on the transformer's extra channels, the result decoded with the enlarged input
+        beside the latents. The bicubic enlargement is written beside the result for comparison."""
+        self._need_upsampler()
+        if not Path(req.video).is_file():
+            raise VideoInputError(f"The input {Path(req.video).name!r} does not exist or is not a file.")
+        clip = fit_clip(req.video, UPSCALE_MAX_SIDE, None, self.limits)
+        frames, h, w = clip.frames.shape[:3]
+        k = UPSCALE_MODEL_SCALE
+        m = self.tae.cfg.spatial_down * self.upsampler.cfg.dit.patch[1]  # latents must fill whole patches
+        ph, pw = -(-h * k // m) * m, -(-w * k // m) * m
+        enlarged = upscale_bicubic(clip.frames, k)  # (T, kh, kw, 3)
+        # Replicate the edges out to whole patches; the result is cropped back.
+        padded = np.pad(enlarged, ((0, 0), (0, ph - h * k), (0, pw - w * k), (0, 0)), mode="edge")
+        padded_t = torch.from_numpy(padded)
+        bicubic = enlarged if req.scale == k else upscale_bicubic(clip.frames, req.scale)
+
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            video = self.updecoder.decode(self.tae.denormalize(latents), padded_t)[:, :, :, : h * k, : w * k]
+            if req.scale != k:  # 2x: the 4x result area-reduced
+                video = F.avg_pool3d(video, (1, k // req.scale, k // req.scale))
+            return video
+
+        def prepare() -> Prepared:
+            key = cache_key("enlarged", self.upsampler_id, clip.digest, clip.frames.shape, clip.fps)
+            hit = self.cache.get(key) if self.cache is not None else None
+            cond = hit["latents"].to(self.device) if hit is not None else encode_tiled(self.tae, padded_t)
+            if hit is None and self.cache is not None:
+                self.cache.put(key, {"latents": cond.cpu()})
+            encode = partial(self.encode_prompt, model=self.upsampler)
+            return prepare_upscale(req, cond, encode, frames, UPSCALE_WINDOW, UPSCALE_OVERLAP)
+
+        source_meta = {"name": Path(req.video).name, "sha256": clip.digest, "summary": clip.summary} | clip.info
+        out_h, out_w = h * req.scale, w * req.scale
+        return _Job(
+            key=cache_key("upscale", self.upsampler_id, self.precision, req.to_dict() | {"video": clip.digest}),
+            prepare=prepare,
+            model=self.upsampler,
+            frames=frames,
+            shape=(out_h, out_w),
+            fps=clip.fps,
+            steps=req.steps,
+            meta={"source": source_meta, "size": [out_w, out_h], "input_size": [w, h]},
+            audio_from=Path(req.video) if frames > 1 else None,
+            decode=decode,
+            sidecars={"bicubic": bicubic},
+        )
+
     def _job_t2v(self, req: T2VRequest) -> _Job:
         rewrite = self.rewrite(req)
         given = replace(req, prompt=rewrite.text) if rewrite is not None else req
@@ -178,7 +283,8 @@ class Engine:
             prepare=lambda: prepare_t2v(given, self.tae, self.encode_prompt),
             model=self.generator,
             frames=req.frames,
-            size=req.size,
+            shape=(req.size, req.size),
+            steps=req.steps,
             fps=req.fps,
             meta={"rewrite": rewrite.to_dict() if rewrite is not None else None},
         )
@@ -198,7 +304,8 @@ class Engine:
                 prepare=lambda: prepare_sdedit(req, src, prompt, self.encode_prompt, frames, window),
                 model=self.generator,
                 frames=frames,
-                size=req.size,
+                shape=(req.size, req.size),
+                steps=req.steps,
                 fps=clip.fps,
                 meta={"rewrite": rewrite.to_dict() if rewrite is not None else None, "source": source_meta},
                 audio_from=Path(req.video),
@@ -224,14 +331,27 @@ class Engine:
             prepare=lambda: prepare_edit(req, src, text, TASKS.index(task), encode, frames, window),
             model=self.editor,
             frames=frames,
-            size=req.size,
+            shape=(req.size, req.size),
+            steps=req.steps,
             fps=clip.fps,
             meta={"reading": reading.to_dict(), "edit_task": task, "given": text, "source": source_meta},
             audio_from=Path(req.video),
         )
 
-    def _execute(self, req: Request, job: _Job, cancel: CancelToken, out, previews: bool) -> Iterator[Event]:
+    def _execute(
+        self,
+        req: Request,
+        job: _Job,
+        cancel: CancelToken,
+        out,
+        previews: bool,
+        span: tuple[int, float, int] | None = None,
+    ) -> Iterator[Event]:
+        """The shared path: cache, prepare, denoise, decode, write. Yields progress and previews,
+        returns the Result. `span` (steps before this one, start time, steps in all) puts this
+        job's steps on a longer job's progress bar."""
         start = time.perf_counter()
+        offset, t0, total_all = span if span is not None else (0, start, job.steps)
         hit = self.cache.get(job.key) if self.cache is not None else None
         cached = hit is not None
         if cached:
@@ -243,10 +363,10 @@ class Engine:
             def on_step(step: int, total: int, x1_hat: torch.Tensor) -> None:
                 if cancel.cancelled:
                     raise Cancelled
-                el = time.perf_counter() - start
-                events.append(Progress(step, total, el, el / step * (total - step)))
+                el, done = time.perf_counter() - t0, offset + step
+                events.append(Progress(done, total_all, el, el / done * (total_all - done)))
                 if previews:
-                    events.append(Preview(step, self.preview_frames(x1_hat, job.frames, job.size)))
+                    events.append(Preview(done, self.preview_frames(x1_hat, job.frames, job.shape)))
 
             # The loop runs as a generator of steps, so events reach the caller as they happen.
             latents = yield from _stream(
@@ -254,13 +374,14 @@ class Engine:
             )
             if cancel.cancelled:
                 raise Cancelled
-            video = self.tae.decode(latents, job.frames)[0]  # (3, T, H, W)
-            frames = to_frames(video)
+            decode = job.decode or (lambda z: self.tae.decode(z, job.frames))
+            frames = to_frames(decode(latents)[0])  # (T, H, W, 3)
             if self.cache is not None:
                 self.cache.put(job.key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
         meta = {"request": req.to_dict()} | job.meta
+        model_id = {id(self.editor): self.editor_id, id(self.upsampler): self.upsampler_id}.get(id(job.model))
         meta |= {
-            "model": self.editor_id if job.model is self.editor else self.model_id,
+            "model": model_id or self.model_id,
             "engine": VERSION,
             "device": str(self.device),
             "precision": self.precision,
@@ -268,9 +389,9 @@ class Engine:
             "cached": cached,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        path = self._write(frames, req, meta, out, job.fps, job.audio_from)
+        path = self._write(frames, req, meta, out, job.fps, job.audio_from, job.sidecars)
         meta["seconds"] = round(time.perf_counter() - start, 3)
-        yield Result(path=path, metadata=meta, frames=frames, cached=cached)
+        return Result(path=path, metadata=meta, frames=frames, cached=cached)
 
     # -- sources and instructions (edits) -------------------------------------------------------
     def load_source(self, path: str | Path, size: int = 64, fps: float = 8.0) -> NormalizedClip:
@@ -310,12 +431,29 @@ class Engine:
             return None
         return self.rewriter([prompt], image=image)[0]
 
-    def _write(self, frames: np.ndarray, req: Request, meta: dict, out, fps: float, audio_from: Path | None) -> Path:
+    def _write(
+        self,
+        frames: np.ndarray,
+        req: Request,
+        meta: dict,
+        out,
+        fps: float,
+        audio_from: Path | None,
+        sidecars: dict[str, np.ndarray] | None = None,
+    ) -> Path:
         image = len(frames) == 1 and (out is None or Path(out).suffix.lower() == ".png")
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
         out = Path(out)
+        # Clips that go with the result (the upscaler's bicubic baseline), named after it.
+        for name, clip in (sidecars or {}).items():
+            side = out.with_name(f"{out.stem}.{name}{out.suffix}")
+            if image:
+                write_png(side, clip[0])
+            else:
+                write_video(side, clip, fps, {})
+            meta.setdefault("files", {})[name] = side.name
         if image:
             write_png(out, frames[0], meta)
         elif audio_from is not None:
@@ -329,10 +467,10 @@ class Engine:
         out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         return out
 
-    def preview_frames(self, latents: torch.Tensor, frames: int, size: int) -> np.ndarray:
-        """(T', size, size, 3) uint8 from the linear latent -> RGB map: no decoder, next to free."""
+    def preview_frames(self, latents: torch.Tensor, frames: int, shape: tuple[int, int]) -> np.ndarray:
+        """(T', H, W, 3) uint8 from the linear latent -> RGB map: no decoder, next to free."""
         rgb = self.tae.preview(latents.float())[0]  # (3, t, h, w)
-        rgb = F.interpolate(rgb[None], size=(rgb.shape[1], size, size), mode="nearest")[0]
+        rgb = F.interpolate(rgb[None], size=(rgb.shape[1], *shape), mode="nearest")[0]
         return to_frames(rgb)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .sampling import SCHEDULES
 
 MAX_PROMPT_CHARS = 500
+UPSCALE_FACTORS = (2, 4)
 
 
 class RequestError(ValueError):
@@ -33,6 +34,7 @@ class T2VRequest:
     fps: float = 8.0
     schedule: str = "linear-quadratic"
     rewrite: bool = True  # give the generator the prompt rewriter's canonical reading of the prompt
+    upscale: int = 0  # 2 or 4: upscale the result in the same job (both are kept); 0: no
 
     task = "t2v"
 
@@ -52,7 +54,10 @@ class T2VRequest:
 
 
 def _check_sampling(req: T2VRequest | EditRequest, size_multiple: int, max_size: int) -> None:
-    """The settings every task shares: steps, guidance, size, schedule, frame rate, seed."""
+    """The settings every generating task shares: steps, guidance, size, schedule, frame rate, seed,
+    and the upscale that may follow."""
+    if req.upscale not in (0, *UPSCALE_FACTORS):
+        raise RequestError(f"upscale must be 0 (no), 2 or 4, got {req.upscale}.")
     if not 1 <= req.steps <= 500:
         raise RequestError(f"steps must be between 1 and 500, got {req.steps}.")
     if not 0.0 <= req.guidance <= 30.0:
@@ -89,6 +94,7 @@ class EditRequest:
     fps: float = 8.0
     schedule: str = "linear-quadratic"
     rewrite: bool = True  # read the instruction / prompt into its canonical form first
+    upscale: int = 0  # 2 or 4: upscale the result in the same job (both are kept); 0: no
 
     task = "edit"
 
@@ -120,7 +126,34 @@ class EditRequest:
         return {"task": self.task} | asdict(self)
 
 
-Request = T2VRequest | EditRequest
+@dataclass(frozen=True)
+class UpscaleRequest:
+    video: str  # any upload (video or image) or a result; kept at its own shape and frame rate
+    scale: int = 4
+    seed: int = 0
+    steps: int = 20
+    schedule: str = "linear"
+
+    task = "upscale"
+
+    def validate(self, size_multiple: int = 16, max_steps: int = 200) -> None:
+        """(size_multiple is the generators'; an upscale's size is its input's.)"""
+        if not str(self.video).strip():
+            raise RequestError("No input: upload a clip (MP4, MOV, WebM, MKV, AVI, GIF) or an image to upscale.")
+        if self.scale not in UPSCALE_FACTORS:
+            raise RequestError(f"scale must be 2 or 4, got {self.scale}.")
+        if not 1 <= self.steps <= max_steps:
+            raise RequestError(f"steps must be between 1 and {max_steps}, got {self.steps}.")
+        if self.schedule not in SCHEDULES:
+            raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
+        if not 0 <= self.seed < 2**63:
+            raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+Request = T2VRequest | EditRequest | UpscaleRequest
 
 
 class CancelToken:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from .tiling import blend_tiles, tile_starts
+from .tiling import blend_nd, blend_tiles, grid_spans, tile_boxes, tile_starts
 
 S_MIN = 1e-5
 
@@ -108,21 +108,51 @@ def two_scale_velocity(
     return velocity
 
 
-def windowed(model: Callable[..., torch.Tensor], window: int, overlap: int) -> Callable[..., torch.Tensor]:
-    """The model run over overlapping windows along time, blended where they overlap
-    (MultiDiffusion): clips longer than what it was trained on keep its quality, and memory stays
-    flat in length. Keyword tensors with a time axis (`cond`, the source latents) are cut the same
-    way; the rest (context, task) are shared by every window. Same signature as the model."""
+def windowed(
+    model: Callable[..., torch.Tensor], window: int | tuple[int, ...], overlap: int | tuple[int, ...]
+) -> Callable[..., torch.Tensor]:
+    """The model run over overlapping windows, blended where they overlap (MultiDiffusion):
+    clips longer or larger than what it was trained on keep its quality, and its memory stays
+    flat in length and frame size. Keyword tensors laid out like x (`cond`, the source latents)
+    are cut the same way; the rest (context, task) are shared by every window. Same signature as
+    the model.
+
+    An int window tiles time only, joined with SYSTEM.md's linear blend (`blend_tiles`). A tuple
+    tiles the trailing axes it names, e.g. (t, h, w) in latent positions for the upsampler, joined
+    by `blend_nd`'s normalised average so a spatial grid has no seams; an int overlap with a tuple
+    window is the same overlap on every axis, and an axis shorter than its window is not cut."""
+    if isinstance(window, int):
+        if not isinstance(overlap, int):
+            raise TypeError("an int window (time only) takes an int overlap")
+        step = overlap  # narrowed to int, which a closure would not see
+
+        def run_time(x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
+            total = x.shape[2]
+            if total <= window:
+                return model(x, t, **kwargs)
+            pieces = []
+            for s in tile_starts(total, window, step):
+                part = {k: v[:, :, s : s + window] if k == "cond" and v is not None else v for k, v in kwargs.items()}
+                pieces.append((s, model(x[:, :, s : s + window], t, **part)))  # (B, C, window, h, w)
+            return blend_tiles(pieces, total)  # (B, C, T, h, w)
+
+        return run_time
+    tile = tuple(window)
+    over = (overlap,) * len(tile) if isinstance(overlap, int) else tuple(overlap)
 
     def run(x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
-        total = x.shape[2]
-        if total <= window:
+        total = tuple(x.shape[x.ndim - len(tile) :])  # (T, h, w) for a (t, h, w) window
+        if all(n <= k for n, k in zip(total, tile, strict=True)):
             return model(x, t, **kwargs)
-        pieces = []
-        for s in tile_starts(total, window, overlap):
-            part = {k: v[:, :, s : s + window] if k == "cond" and v is not None else v for k, v in kwargs.items()}
-            pieces.append((s, model(x[:, :, s : s + window], t, **part)))  # (B, C, window, h, w)
-        return blend_tiles(pieces, total)  # (B, C, T, h, w)
+        spans = grid_spans(total, tile, over)
+
+        def pieces():  # one tile at a time, so only the tile being blended is alive
+            for box in tile_boxes(total, tile, over):
+                region = (..., *(slice(s, s + n) for s, n in zip(box, tile, strict=True)))
+                part = {k: v[region] if k == "cond" and v is not None else v for k, v in kwargs.items()}
+                yield box, model(x[region], t, **part)  # (B, C, *tile clipped to the clip)
+
+        return blend_nd(pieces(), total, spans)  # (B, C, *total)
 
     return run
 

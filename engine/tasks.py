@@ -13,7 +13,7 @@ import torch
 
 from .models.generator import Generator
 from .models.tae import TAE
-from .requests import EditRequest, T2VRequest
+from .requests import EditRequest, T2VRequest, UpscaleRequest
 from .sampling import SCHEDULES, euler, guided_velocity, interpolate, sdedit_times, two_scale_velocity, windowed
 
 EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
@@ -23,7 +23,7 @@ EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
 class Prepared:
     shape: tuple[int, ...]  # (1, Cz, t, h, w)
     cond: dict[str, torch.Tensor]  # the full condition (prompt; or source + instruction + task)
-    uncond: dict[str, torch.Tensor]  # nothing (negative or empty prompt; blank source)
+    uncond: dict[str, torch.Tensor] | None  # nothing (negative or empty prompt; blank source); None: no guidance
     guidance: float
     times: torch.Tensor
     seed: int
@@ -32,8 +32,10 @@ class Prepared:
     source: dict[str, torch.Tensor] | None = None
     source_guidance: float = 0.0
     start: torch.Tensor | None = None  # SDEdit: clean latents that are noised to times[0]
-    window: int | None = None  # latent frames per window along time (None: the whole clip at once)
-    overlap: int = 0
+    # MultiDiffusion windows in latent positions: an int is along time only, (t, h, w) tiles space
+    # too (None: the whole clip at once).
+    window: int | tuple[int, int, int] | None = None
+    overlap: int | tuple[int, int, int] = 0
 
 
 def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepared:
@@ -92,6 +94,30 @@ def prepare_sdedit(
         start=source,
         window=window,
         overlap=window // 2,
+    )
+
+
+def prepare_upscale(
+    req: UpscaleRequest,
+    enlarged: torch.Tensor,
+    encode: EncodePrompt,
+    frames: int,
+    window: tuple[int, int, int],
+    overlap: tuple[int, int, int],
+) -> Prepared:
+    """Movie Gen's spatial upsampler: the enlarged input's latents (1, Cz, t, h, w) on extra
+    channels, no prompt and no guidance (video to video), over overlapping windows in time and
+    tiles in space so any length and size fits in memory."""
+    return Prepared(
+        shape=tuple(enlarged.shape),
+        cond=encode("") | {"cond": enlarged},
+        uncond=None,
+        guidance=1.0,
+        times=SCHEDULES[req.schedule](req.steps),
+        seed=req.seed,
+        frames=frames,
+        window=window,
+        overlap=overlap,
     )
 
 

@@ -15,7 +15,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -50,7 +50,7 @@ _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 @dataclass(frozen=True)
 class NormalizedClip:
-    frames: np.ndarray  # (T, size, size, 3) uint8 at `fps`
+    frames: np.ndarray  # (T, H, W, 3) uint8 at `fps` (size x size from normalize_video)
     fps: float
     info: dict  # the original: name, width, height (as displayed), fps, duration, frames, rotation, has_audio, format
     summary: str  # e.g. "1920x1080 30 fps 7.0 s -> centre square, 64x64, 8 fps, 56 frames"
@@ -236,19 +236,52 @@ def normalize_video(
     """
     if size < 1 or fps <= 0:
         raise ValueError(f"size must be >= 1 and fps > 0, got {size} and {fps}")
-    path = Path(path)
+
+    def square(image: Image.Image, turn: int) -> tuple[np.ndarray, str]:
+        return _centre_square(image, size, turn), f"centre square, {size}x{size}"
+
+    return _normalize(Path(path), square, fps, limits)
+
+
+def fit_clip(
+    path: str | os.PathLike, max_side: int, fps: float | None = None, limits: VideoLimits = VideoLimits()
+) -> NormalizedClip:
+    """An upload at its own shape (the upscaler's input): upright, the whole frame, area-reduced
+    only when its long side exceeds `max_side` (aspect kept), at `fps` (None: the source's own
+    average rate; variable frame rate is resampled to it), streamed like normalize_video."""
+    if max_side < 1 or (fps is not None and fps <= 0):
+        raise ValueError(f"max_side must be >= 1 and fps > 0, got {max_side} and {fps}")
+
+    def fit(image: Image.Image, turn: int) -> tuple[np.ndarray, str]:
+        w, h = image.size
+        k = min(1.0, max_side / max(w, h))
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        small = np.asarray(image.resize(size, Image.Resampling.BOX) if k < 1 else image.convert("RGB"))
+        small = np.ascontiguousarray(np.rot90(small, k=turn // 90)) if turn else small
+        return small, ("kept as it is" if k == 1 else f"reduced to {small.shape[1]}x{small.shape[0]}")
+
+    return _normalize(Path(path), fit, fps, limits)
+
+
+Transform = Callable[[Image.Image, int], tuple[np.ndarray, str]]  # (frame, turn) -> (pixels, what was done)
+
+
+def _normalize(path: Path, transform: Transform, fps: float | None, limits: VideoLimits) -> NormalizedClip:
+    """Decode `path` as a stream, transforming each frame as it arrives (see normalize_video)."""
     _check_file(path, limits)
     if _is_still_image(path):
-        return _normalize_image(path, size, fps, limits)
+        return _normalize_image(path, transform, fps or 8.0, limits)
     head = probe(path, limits)  # every header limit, before any decoding work
+    fps = fps or head["fps"]
     digest = content_digest(path)
     stream = _DecodedFrames(path, limits, head["fps"], turn_upright=False)
     out: list[np.ndarray] = []
     shown: np.ndarray | None = None  # the normalised frame on screen at the next output tick
+    done = ""
     for t, rgb in stream:
         while shown is not None and len(out) / fps < t - 1e-6:  # ticks before t show the previous frame
             out.append(shown)
-        shown = _centre_square(Image.fromarray(rgb), size, stream.rotation)
+        shown, done = transform(Image.fromarray(rgb), stream.rotation)
     assert shown is not None  # _DecodedFrames raises when nothing decoded
     # The video stream's header length is what a player shows; without one (Matroska often, or a
     # container whose audio runs longer) the decoded frames say how long the video is.
@@ -271,8 +304,8 @@ def normalize_video(
     }
     upright = f" (turned {stream.rotation} deg)" if stream.rotation else ""
     summary = (
-        f"{stream.width}x{stream.height}{upright} {head['fps']:.4g} fps {duration:.1f} s -> centre square, "
-        f"{size}x{size}, {fps:.4g} fps, {n} frames"
+        f"{stream.width}x{stream.height}{upright} {head['fps']:.4g} fps {duration:.1f} s -> {done}, "
+        f"{fps:.4g} fps, {n} frames"
     )
     if cut_short:
         summary += f" (the file is cut short: only its first {stream.end:.1f} s could be decoded)"
@@ -297,7 +330,7 @@ def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]
         raise VideoInputError(f"{path.name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
 
 
-def _normalize_image(path: Path, size: int, fps: float, limits: VideoLimits) -> NormalizedClip:
+def _normalize_image(path: Path, transform: Transform, fps: float, limits: VideoLimits) -> NormalizedClip:
     img, turn, fmt = _open_image(path, limits)
     info = {
         "name": path.name,
@@ -310,9 +343,9 @@ def _normalize_image(path: Path, size: int, fps: float, limits: VideoLimits) -> 
         "has_audio": False,
         "format": fmt,
     }
-    summary = f"{img.width}x{img.height} image -> centre square, {size}x{size}, 1 frame"
-    frames = _centre_square(img, size)[None]
-    return NormalizedClip(frames, fps, info, summary, content_digest(path))
+    frame, done = transform(img, 0)  # already upright (EXIF)
+    summary = f"{img.width}x{img.height} image -> {done}, 1 frame"
+    return NormalizedClip(frame[None], fps, info, summary, content_digest(path))
 
 
 def read_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> tuple[np.ndarray, float]:

@@ -17,6 +17,7 @@ from engine.checkpoint import save_component  # noqa: E402
 from engine.models.generator import Generator  # noqa: E402
 from engine.models.rewrite import PromptRewriter  # noqa: E402
 from engine.models.tae import TAE  # noqa: E402
+from engine.models.upsampler import SkipDecoder  # noqa: E402
 from engine.train.edit_stage import grow_for_editing  # noqa: E402
 from engine.train.recipe import PRESETS, edit_generator_config  # noqa: E402
 
@@ -42,6 +43,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         editor.dit.cond_embed.weight.normal_(std=0.1)
         editor.dit.task_embed.weight.normal_(std=0.1)
     save_component(out / "edit", "generator", ecfg, editor)
+    # The upsampler: its transformer and its skip decoder (from the TAE decoder's weights), with
+    # some signal in the parts that start at zero.
+    up = Generator(p.upsampler)
+    updec = SkipDecoder(p.tae)
+    updec.decoder.load_state_dict(tae.decoder.state_dict())
+    with torch.no_grad():
+        up.dit.out.weight.normal_(std=0.02)
+        up.dit.cond_embed.weight.normal_(std=0.1)
+        updec.residual.weight.normal_(std=0.01)
+    save_component(out / "upscale", "generator", p.upsampler, up)
+    save_component(out / "upscale-decoder", "skip_decoder", p.tae, updec)
     return out
 
 

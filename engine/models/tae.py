@@ -139,10 +139,7 @@ class Encoder(nn.Module):
         self.out = nn.Conv3d(ch[-1], cfg.latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, t, h, w = x.shape
-        # Lossless 2x space-to-depth: full-resolution convs would cost 4x more for flat regions.
-        x = x.view(b, 3, t, h // 2, 2, w // 2, 2).permute(0, 1, 4, 6, 2, 3, 5).reshape(b, 12, t, h // 2, w // 2)
-        x = self.stem(x)  # (B, C0, T, H/2, W/2)
+        x = self.stem(space_to_depth(x))  # (B, C0, T, H/2, W/2)
         n_levels = len(self.blocks)
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -168,9 +165,13 @@ class Decoder(nn.Module):
         self.norm_out = nn.GroupNorm(g, ch[-1])
         self.out = nn.Conv3d(ch[-1], 3 * 4, (1, 3, 3), padding=(0, 1, 1))
 
-    def forward(self, z: torch.Tensor, frames: int) -> torch.Tensor:
+    def features(self, z: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, Cz, t, h, w) -> the last level's features (B, C, 4t, H/2, W/2); `skip` (same
+        shape) is added before the last block (the upsampler's decoder feeds its input in there)."""
         x = self.attn(self.mid(self.inp(z)))  # (B, C, t, h, w)
         for i, block in enumerate(self.blocks):
+            if skip is not None and i == len(self.blocks) - 1:
+                x = x + skip
             x = block(x)
             if i < len(self.blocks) - 1:
                 time_up = i < self.n_time
@@ -178,10 +179,24 @@ class Decoder(nn.Module):
                 x = self.up_s[i](x)  # (B, C_i+1, T', 2h, 2w)
                 if time_up:
                     x = self.up_t[i](x)
-        x = self.out(F.silu(self.norm_out(x)))  # (B, 12, T', H/2, W/2)
-        b, _, t, h, w = x.shape
-        x = x.view(b, 3, 2, 2, t, h, w).permute(0, 1, 4, 5, 2, 6, 3).reshape(b, 3, t, 2 * h, 2 * w)
-        return x[:, :, :frames]  # (B, 3, T, H, W): drop the frames the last latent padded
+        return x
+
+    def forward(self, z: torch.Tensor, frames: int) -> torch.Tensor:
+        x = self.out(F.silu(self.norm_out(self.features(z))))  # (B, 12, T', H/2, W/2)
+        return depth_to_space(x)[:, :, :frames]  # (B, 3, T, H, W): drop the frames the last latent padded
+
+
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) -> (B, 12, T, H/2, W/2), lossless: full-resolution convs would cost 4x more."""
+    b, c, t, h, w = x.shape
+    return x.view(b, c, t, h // 2, 2, w // 2, 2).permute(0, 1, 4, 6, 2, 3, 5).reshape(b, 4 * c, t, h // 2, w // 2)
+
+
+def depth_to_space(x: torch.Tensor) -> torch.Tensor:
+    """(B, 12, T, H/2, W/2) -> (B, 3, T, H, W), the inverse of space_to_depth."""
+    b, c4, t, h, w = x.shape
+    c = c4 // 4
+    return x.view(b, c, 2, 2, t, h, w).permute(0, 1, 4, 5, 2, 6, 3).reshape(b, c, t, 2 * h, 2 * w)
 
 
 class TAE(nn.Module):

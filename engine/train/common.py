@@ -7,15 +7,18 @@ from the same weights, draws different data, and averages gradients; rank 0 logs
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 
 from ..precision import bf16_is_fast
 
@@ -151,3 +154,47 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     """Every group at `lr`, times the group's own `lr_mult` where it has one."""
     for g in opt.param_groups:
         g["lr"] = lr * g.get("lr_mult", 1.0)
+
+
+# -- resumable stages: weights, EMA and optimiser state as safetensors + JSON (never pickles) --
+def _state_paths(folder: Path) -> tuple[Path, Path]:
+    return folder / "state.safetensors", folder / "state.json"
+
+
+def save_state(
+    folder: Path, step: int, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer
+) -> None:
+    """Everything a resumed run needs, written atomically (a kill mid-write keeps the last one)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    steps = {}
+    for i, st in opt.state_dict()["state"].items():
+        tensors[f"opt.{i}.exp_avg"] = st["exp_avg"]
+        tensors[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
+        steps[str(i)] = float(st["step"])
+    ft, fj = _state_paths(folder)
+    ft.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(ft) + ".part")
+    Path(str(ft) + ".part").replace(ft)
+    fj.write_text(json.dumps({"step": step, "opt_steps": steps}))
+
+
+def load_state(folder: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+    ft, fj = _state_paths(folder)
+    if not (ft.is_file() and fj.is_file()):
+        return 0
+    t, meta = load_file(str(ft)), json.loads(fj.read_text())
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    sd = opt.state_dict()
+    dev = next(model.parameters()).device
+    sd["state"] = {
+        int(i): {
+            "step": torch.tensor(s),
+            "exp_avg": t[f"opt.{i}.exp_avg"].to(dev),
+            "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(dev),
+        }
+        for i, s in meta["opt_steps"].items()
+    }
+    opt.load_state_dict(sd)
+    return int(meta["step"])

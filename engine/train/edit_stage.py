@@ -35,7 +35,7 @@ from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
 from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, optimizer_step, set_lr, update_ema
+from .common import Logger, Runtime, cosine_lr, load_state, optimizer_step, save_state, set_lr, update_ema
 from .t2v_stage import encode_dataset
 
 
@@ -48,7 +48,7 @@ class EditTrainConfig:
     frames: int = 32
     size: int = 64
     image_steps: int = 200  # stage I: image edits only
-    steps: int = 4600  # in all, stage I included
+    steps: int = 6600  # in all, stage I included
     video_batch: int = 16
     image_batch: int = 64
     image_every: int = 4  # in stage II every n-th step is an image batch
@@ -56,6 +56,12 @@ class EditTrainConfig:
     free_share: float = 0.6  # instructions in a free phrasing (the rest canonical)
     drop_instruction: float = 0.1  # source kept, instruction empty, task "generate": v(source)
     drop_both: float = 0.05  # blank source, empty instruction: v(none)
+    # Identity samples: the source in, an empty instruction, and the source itself as the target,
+    # so v(source) learns to copy and every pixel of the sample teaches the source pathway (the
+    # edit pairs teach copying only on the pixels an edit leaves alone). From step `keep_from`:
+    # the shipped run added them when it was resumed at step 4600.
+    keep_share: float = 0.1
+    keep_from: int = 4600
     lr: float = 3e-4
     # The new inputs start at zero and must grow from nothing while the rest only adapts: at the base
     # rate the source's embedding reached 1/15 of the latent's in 800 steps and the model still
@@ -122,9 +128,16 @@ class EditData:
 
 
 def make_batch(
-    tcfg: EditTrainConfig, data: EditData, rng: np.random.Generator, n: int, image: bool, device: torch.device
+    tcfg: EditTrainConfig,
+    data: EditData,
+    rng: np.random.Generator,
+    n: int,
+    image: bool,
+    device: torch.device,
+    keep: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
-    """(x1 target latents, cond source latents (zeros = blank), texts, task ids) for one step."""
+    """(x1 target latents, cond source latents (zeros = blank), texts, task ids) for one step;
+    a share `keep` of the samples are identity ones (the source is the target)."""
     idx = rng.integers(len(data.pairs), size=n)
     x1, cond, texts, tasks = [], [], [], []
     for i in idx:
@@ -136,6 +149,12 @@ def make_batch(
             x1.append(data.tgt[i] if use_target else data.src[s])
             cond.append(torch.zeros_like(data.src[s]))
             texts.append("" if rng.random() < 0.1 else free_caption(rng, scene, image=image).text)
+            tasks.append(0)
+            continue
+        if keep and rng.random() < keep:  # identity: nothing asked, nothing changes
+            x1.append(data.src[s])
+            cond.append(data.src[s])
+            texts.append("")
             tasks.append(0)
             continue
         x1.append(data.tgt[i])
@@ -156,47 +175,6 @@ def make_batch(
     x1_t = torch.stack(x1).float().to(device)
     cond_t = torch.stack(cond).float().to(device)
     return x1_t, cond_t, texts, torch.tensor(tasks, device=device)
-
-
-def _state_paths(run: Path) -> tuple[Path, Path]:
-    return run / "resume" / "state.safetensors", run / "resume" / "state.json"
-
-
-def _save_state(run: Path, step: int, model: Generator, ema: Generator, opt: torch.optim.Optimizer) -> None:
-    """Everything a resumed run needs, written atomically (a kill mid-write keeps the last one)."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    steps = {}
-    for i, st in opt.state_dict()["state"].items():
-        tensors[f"opt.{i}.exp_avg"] = st["exp_avg"]
-        tensors[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
-        steps[str(i)] = float(st["step"])
-    ft, fj = _state_paths(run)
-    ft.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(ft) + ".part")
-    Path(str(ft) + ".part").replace(ft)
-    fj.write_text(json.dumps({"step": step, "opt_steps": steps}))
-
-
-def _load_state(run: Path, model: Generator, ema: Generator, opt: torch.optim.Optimizer) -> int:
-    ft, fj = _state_paths(run)
-    if not (ft.is_file() and fj.is_file()):
-        return 0
-    t, meta = load_file(str(ft)), json.loads(fj.read_text())
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-    sd = opt.state_dict()
-    dev = next(model.parameters()).device
-    sd["state"] = {
-        int(i): {
-            "step": torch.tensor(s),
-            "exp_avg": t[f"opt.{i}.exp_avg"].to(dev),
-            "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(dev),
-        }
-        for i, s in meta["opt_steps"].items()
-    }
-    opt.load_state_dict(sd)
-    return int(meta["step"])
 
 
 def _data_key(tcfg: EditTrainConfig, tae: TAE) -> str:
@@ -232,7 +210,7 @@ def train_edit(
         {"params": [p for k, p in named if k.startswith(NEW_PARTS)], "lr_mult": tcfg.new_lr_mult},
     ]
     opt = torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = _load_state(run, model, ema, opt)
+    start = load_state(run / "resume", model, ema, opt)
     if rt.main and start:
         print(f"[edit] resumed at step {start}", flush=True)
     gen = torch.Generator()
@@ -243,7 +221,8 @@ def train_edit(
         set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
         image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
         data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
-        x1, cond, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device)
+        keep = tcfg.keep_share if step >= tcfg.keep_from else 0.0
+        x1, cond, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device, keep)
         x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
         t = sample_times(n, gen, rt.device)
         xt = interpolate(x0, x1, t)
@@ -254,7 +233,7 @@ def train_edit(
         update_ema(ema, model, step, tcfg.ema)
         log.log(step, **{"img" if image else "vid": loss})
         if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
-            _save_state(run, step + 1, model, ema, opt)
+            save_state(run / "resume", step + 1, model, ema, opt)
             # bf16 snapshots to evaluate while training goes on (the shipped T2V is bf16 too).
             meta = {"edit_steps": step + 1}
             save_component(run / f"edit-step{step + 1}", "generator", gcfg, ema, meta, torch.bfloat16)

@@ -30,6 +30,14 @@ from .edit_stage import EditTrainConfig, train_edit
 from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
+from .upscale_stage import (
+    SkipDecoderTrainConfig,
+    UpsamplerTrainConfig,
+    UpscaleDataConfig,
+    build_data,
+    train_skip_decoder,
+    train_upsampler,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class Preset:
     # Instruction editing (edit_stage.py): the generator grown with the source's channels and a
     # task embedding, trained from the t2v stage's output.
     edit_train: EditTrainConfig | None = None
+    # The spatial upsampler (upscale_stage.py): its data, its skip decoder, its transformer.
+    upscale_data: UpscaleDataConfig | None = None
+    updecoder_train: SkipDecoderTrainConfig | None = None
+    upsampler: GeneratorConfig | None = None
+    upscale_train: UpsamplerTrainConfig | None = None
     threads: int = 2
     notes: str = field(default="")
 
@@ -89,12 +102,20 @@ PRESETS: dict[str, Preset] = {
             frames=8,
             image_steps=2,
             steps=4,
+            keep_from=2,
             video_batch=2,
             image_batch=4,
             image_every=2,
             warmup=1,
             checkpoint_every=2,
         ),
+        upscale_data=UpscaleDataConfig(world_clips=2, photo_clips=1, frames=8, size=64, crop=32, chunk=2),
+        updecoder_train=SkipDecoderTrainConfig(steps=3, batch=2, frames=4, warmup=1, checkpoint_every=2),
+        upsampler=GeneratorConfig(
+            dit=DiTConfig(in_channels=4, extra_channels=4, width=32, depth=1, heads=2, ffn=64, time_dim=32),
+            text=TextConfig(words=WordEncoderConfig(width=16, depth=1, heads=2, vocab=64, summary_tokens=1)),
+        ),
+        upscale_train=UpsamplerTrainConfig(steps=3, batch=2, warmup=1, checkpoint_every=2),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -131,11 +152,22 @@ PRESETS: dict[str, Preset] = {
         rewrite_train=TextTrainConfig(steps=3000, typed=True, seed=3),
         # Sized for our 2-core CPU (~150 min with its data), from the shipped T2V weights.
         edit_train=EditTrainConfig(),
+        # The 4x upsampler, sized for our 2-core CPU: 960 crops of 16 frames, a 4M-parameter
+        # transformer over 16x16-latent tiles (tile-local positions), the skip decoder from the TAE's.
+        upscale_data=UpscaleDataConfig(),
+        updecoder_train=SkipDecoderTrainConfig(),
+        upsampler=GeneratorConfig(
+            dit=DiTConfig(extra_channels=16, width=192, depth=6, heads=6, ffn=512, max_t=8, max_h=8, max_w=8),
+            # The upsampler takes no prompt (video to video, as Movie Gen's): its text encoder only
+            # ever reads the empty prompt, kept so one transformer class serves every task.
+            text=TextConfig(words=WordEncoderConfig(width=64, depth=1, heads=2, vocab=64, summary_tokens=2)),
+        ),
+        upscale_train=UpsamplerTrainConfig(),
     ),
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit")
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale")
 
 
 def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
@@ -167,7 +199,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
     tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "decoder", "edit"} & set(stages):
+    elif {"t2v", "refine", "decoder", "edit", "updecoder", "upscale"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
@@ -221,6 +253,23 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
             # The word encoder stays frozen: it is the T2V checkpoint's own, stored there once.
             save_component(out / "edit", "generator", ecfg, gen, meta, gen_dtype, shared={"text.encoders.0.": "t2v"})
             print(f"[recipe] edit ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        rt.barrier()
+    if {"updecoder", "upscale"} & set(stages) and p.upscale_data is not None:
+        data = build_data(p.upscale_data, tae.to(rt.device).eval(), rt, out / "upscale-run")
+        if rt.main:
+            print(f"[recipe] upscale data ({len(data)} crops) ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        if "updecoder" in stages and p.updecoder_train is not None:
+            dec = train_skip_decoder(p.updecoder_train, data, tae, rt, out / "upscale-run")
+            if rt.main:
+                meta = {"steps": p.updecoder_train.steps, "grown_from": "tae"}
+                save_component(out / "upscale-decoder", "skip_decoder", tae.cfg, dec.cpu(), meta)
+                print(f"[recipe] upscale decoder ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        if "upscale" in stages and p.upsampler is not None and p.upscale_train is not None:
+            gen = train_upsampler(p.upscale_train, p.upsampler, data, rt, out / "upscale-run")
+            if rt.main:
+                meta = {"steps": p.upscale_train.steps, "scale": p.upscale_data.scale}
+                save_component(out / "upscale", "generator", p.upsampler, gen, meta, gen_dtype)
+                print(f"[recipe] upsampler ready at {time.perf_counter() - t0:.0f}s", flush=True)
         rt.barrier()
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)

@@ -1,0 +1,135 @@
+"""The upscale task end to end on the tiny model: shapes, sizes, images, the cascade, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from engine.engine import Engine
+from engine.models.upsampler import SkipDecoder, encode_tiled
+from engine.requests import Error, Progress, RequestError, Result, T2VRequest, UpscaleRequest
+from engine.train.recipe import PRESETS
+from engine.upscale_data import upscale_bicubic
+from engine.video_io import read_video, write_png, write_video
+
+
+@pytest.fixture()
+def engine(tiny_model_dir, tmp_path) -> Engine:
+    return Engine(tiny_model_dir, device="cpu", cache_dir=tmp_path / "cache", outputs_dir=tmp_path / "outputs")
+
+
+def _clip(frames: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (1, h, w, 3))
+    return np.clip(base + np.arange(frames)[:, None, None, None] * 3, 0, 255).astype(np.uint8)
+
+
+def test_a_64px_clip_becomes_256px_with_the_same_frames_and_rate(engine, tmp_path):
+    src = write_video(tmp_path / "in.mp4", _clip(32, 64, 64), 8.0, {})
+    res = engine.generate(UpscaleRequest(video=str(src), steps=2), out=tmp_path / "up.mp4")
+    video, fps = read_video(res.path)
+    assert video.shape == (32, 256, 256, 3) and fps == pytest.approx(8.0)
+    assert res.metadata["size"] == [256, 256] and res.metadata["input_size"] == [64, 64]
+    # The bicubic enlargement is written beside it, for the side-by-side view.
+    bicubic = res.path.with_name(res.metadata["files"]["bicubic"])
+    assert read_video(bicubic)[0].shape == (32, 256, 256, 3)
+    assert json.loads(res.path.with_suffix(".json").read_text())["source"]["sha256"]
+
+
+def test_odd_non_square_input_keeps_its_aspect_and_an_image_gives_a_png(engine, tmp_path):
+    img = tmp_path / "odd.png"
+    write_png(img, _clip(1, 37, 53)[0])
+    res = engine.generate(UpscaleRequest(video=str(img), steps=1))
+    assert res.path.suffix == ".png" and res.frames.shape == (1, 148, 212, 3)
+    res2 = engine.generate(UpscaleRequest(video=str(img), scale=2, steps=1))
+    assert res2.frames.shape == (1, 74, 106, 3)
+
+
+def test_the_upsampler_starts_from_bicubic(tmp_path):
+    """The skip decoder's correction starts at zero: an untrained one returns the enlarged input."""
+    p = PRESETS["tiny"]
+    dec = SkipDecoder(p.tae).eval()
+    z = torch.randn(1, p.tae.latent_channels, 2, 4, 4)
+    x_up = torch.rand(1, 3, 7, 32, 32) * 2 - 1
+    assert torch.equal(dec(z, x_up), x_up)
+    frames = torch.randint(0, 256, (7, 32, 32, 3), dtype=torch.uint8)
+    out = dec.decode(z, frames, tile=(1, 2, 2), overlap=(0, 1, 1))  # tiled in time and space
+    assert torch.allclose(out, frames.permute(3, 0, 1, 2)[None].float() / 127.5 - 1, atol=1e-5)
+
+
+def test_tiled_encoding_is_the_whole_frame_when_one_tile_holds_it(tiny_model_dir):
+    eng = Engine(tiny_model_dir, device="cpu", cache_dir=None)
+    frames = torch.randint(0, 256, (5, 48, 64, 3), dtype=torch.uint8)
+    whole = eng.tae.encode(frames.permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+    assert torch.equal(encode_tiled(eng.tae, frames, tile=64, overlap=16), whole)
+    tiled = encode_tiled(eng.tae, frames, tile=32, overlap=16)  # 2 x 3 tiles, blended
+    assert tiled.shape == whole.shape and torch.isfinite(tiled).all()
+
+
+def test_generate_then_upscale_is_one_job_with_one_progress_bar(engine, tmp_path):
+    req = T2VRequest(prompt="a red circle moving left on a blue background", frames=8, steps=3, upscale=4)
+    events = list(engine.run(req, out=tmp_path / "big.mp4"))
+    steps = [(e.step, e.total) for e in events if isinstance(e, Progress)]
+    upscale_steps = UpscaleRequest(video="x").steps
+    assert [s for s, _ in steps] == list(range(1, 3 + upscale_steps + 1))
+    assert {t for _, t in steps} == {3 + upscale_steps}
+    res = events[-1]
+    assert isinstance(res, Result) and res.frames.shape == (8, 256, 256, 3)
+    base = tmp_path / "big.base.mp4"
+    assert read_video(base)[0].shape == (8, 64, 64, 3)  # both kept
+    assert res.metadata["upscaled_from"]["name"] == base.name
+
+
+def test_audio_is_carried_through(engine, tmp_path):
+    src = tmp_path / "talk.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=8)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        for f in _clip(16, 32, 32):
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        t = np.arange(32000) / 16000
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for p in a.encode(frame):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    res = engine.generate(UpscaleRequest(video=str(src), steps=1))
+    with av.open(str(res.path)) as c:
+        assert c.streams.audio and c.streams.video[0].codec_context.width == 128
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64])
+def test_bad_input_is_refused_and_nothing_is_written(engine, tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    events = list(engine.run(UpscaleRequest(video=str(bad), steps=1)))
+    assert isinstance(events[-1], Error) and "bad.mp4" in events[-1].message
+    assert not any((tmp_path / "outputs").glob("*")) if (tmp_path / "outputs").exists() else True
+    # The next job works.
+    good = write_video(tmp_path / "ok.mp4", _clip(4, 16, 16), 8.0, {})
+    assert engine.generate(UpscaleRequest(video=str(good), steps=1)).frames.shape == (4, 64, 64, 3)
+
+
+def test_bad_settings_are_refused():
+    for req, words in (
+        (UpscaleRequest(video=""), "No input"),
+        (UpscaleRequest(video="a.mp4", scale=3), "scale must be 2 or 4"),
+        (UpscaleRequest(video="a.mp4", steps=0), "steps"),
+        (T2VRequest(prompt="a red circle", upscale=3), "upscale must be"),
+    ):
+        with pytest.raises(RequestError, match=words):
+            req.validate()
+
+
+def test_bicubic_baseline_sizes():
+    assert upscale_bicubic(np.zeros((2, 37, 53, 3), np.uint8), 4).shape == (2, 148, 212, 3)
