@@ -2,8 +2,9 @@
 
 python -m engine generate --prompt "a red circle moving left on a blue background" --seed 0 --out out.mp4
 python -m engine edit --video in.mp4 --instruction "make the circle yellow" --seed 0 --out out.mp4
-python -m engine eval t2v | tae | edit
-python -m engine bench [t2v | edit]
+python -m engine upscale --video in.mp4 --out out.mp4
+python -m engine eval t2v | tae | edit | upscale
+python -m engine bench [t2v | edit | upscale]
 python -m engine train --preset shapes-v2 --out runs/shapes-v2
 """
 
@@ -15,6 +16,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def _engine(args):
@@ -53,6 +56,28 @@ def _request_args(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="give the generator the prompt as typed, not the rewriter's canonical reading of it",
     )
+    _upscale_flag(p)
+
+
+def _upscale_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--upscale",
+        type=int,
+        choices=[0, 2, 4],
+        default=0,
+        help="then upscale the result in the same job (both are kept: OUT and OUT's .base file)",
+    )
+
+
+def _upscale_args(p: argparse.ArgumentParser) -> None:
+    from .requests import UpscaleRequest
+    from .sampling import SCHEDULES
+
+    d = UpscaleRequest(video="")
+    p.add_argument("--scale", type=int, choices=[2, 4], default=d.scale)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
 
 
 def _edit_args(p: argparse.ArgumentParser) -> None:
@@ -73,6 +98,15 @@ def _edit_args(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="give the model the instruction (or prompt) as typed, not its canonical reading",
     )
+    _upscale_flag(p)
+
+
+def _upscale_sampling(p: argparse.ArgumentParser) -> None:
+    from .requests import UpscaleRequest
+
+    d = UpscaleRequest(video="")
+    p.add_argument("--upscale-steps", type=int, default=d.steps, help="upscale: Euler steps")
+    p.add_argument("--upscale-schedule", default=d.schedule, help="upscale: time schedule")
 
 
 def _request(args, prompt: str):
@@ -89,6 +123,7 @@ def _request(args, prompt: str):
         fps=args.fps,
         schedule=args.schedule,
         rewrite=args.rewrite,
+        upscale=getattr(args, "upscale", 0),
     )
 
 
@@ -137,6 +172,7 @@ def _edit_request(args, video: str):
         strength=args.strength,
         schedule=args.schedule,
         rewrite=args.rewrite,
+        upscale=args.upscale,
     )
 
 
@@ -155,11 +191,23 @@ def cmd_edit(args) -> int:
     return _run_printing(engine, _edit_request(args, args.video), args, describe)
 
 
+def cmd_upscale(args) -> int:
+    from .requests import UpscaleRequest
+
+    req = UpscaleRequest(video=args.video, scale=args.scale, seed=args.seed, steps=args.steps, schedule=args.schedule)
+
+    def describe(meta: dict) -> list[str]:
+        w, h = meta["size"]
+        return [f"input: {meta['source']['summary']} -> {w}x{h}"]
+
+    return _run_printing(_engine(args), req, args, describe)
+
+
 def cmd_eval(args) -> int:
     import tempfile
 
     if args.n is None:
-        args.n = 12 if args.what == "edit" else 48
+        args.n = {"edit": 12, "upscale": 12}.get(args.what, 48)
     engine = _engine(args)
     scratch = tempfile.TemporaryDirectory()  # evaluation clips must not flood the studio's history
     engine.outputs_dir = Path(scratch.name)
@@ -185,6 +233,15 @@ def cmd_eval(args) -> int:
         res["settings"] |= {"per_task": args.n, "sdedit_strengths": strengths}
         log = print if args.verbose else lambda *_: None
         res |= evaluate_edit(engine, args.n, base, strengths, t2v_sources=args.t2v_sources, log=log)
+    elif args.what == "upscale":
+        from .eval.upscale import evaluate_upscale
+        from .requests import UpscaleRequest
+
+        base = UpscaleRequest(video="", scale=4, steps=args.upscale_steps, schedule=args.upscale_schedule)
+        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("video", "seed")}}
+        res["settings"] |= {"model": engine.upsampler_id, "precision": engine.precision}
+        log = print if args.verbose else lambda *_: None
+        res |= evaluate_upscale(engine, args.n, args.photos, args.t2v_sources, base, log=log)
     else:
         from .eval.t2v import evaluate_t2v, handwritten_prompts, held_out_prompts, typed_prompts
 
@@ -230,6 +287,8 @@ def cmd_bench(args) -> int:
         out = Path(tmp) / "bench.mp4"
         if args.what == "edit":
             base = _bench_edit_request(args, Path(tmp))
+        elif args.what == "upscale":
+            base = _bench_upscale_request(args, Path(tmp))
         else:
             base = _request(args, args.prompt)
         seeds = [dataclasses.replace(base, seed=i) for i in range(args.repeats)]
@@ -275,6 +334,20 @@ def _bench_edit_request(args, tmp: Path):
     return EditRequest(video=str(src), instruction=args.instruction, steps=args.steps, guidance=args.guidance)
 
 
+def _bench_upscale_request(args, tmp: Path):
+    """A 32-frame 64x64 world clip (H.264) to 256x256, or --seconds of it (memory is flat in length)."""
+    from .requests import UpscaleRequest
+    from .video_io import write_video
+    from .world.render import render
+    from .world.scene import Scene, ShapeObject
+
+    scene = Scene("blue", (ShapeObject("red", "circle", "left", 0.5, 0.5), ShapeObject("yellow", "star", "up")))
+    frames = render(scene, 64, 32)
+    reps = max(1, round(args.seconds * 8 / 32))
+    src = write_video(tmp / "source.mp4", np.concatenate([frames] * reps), 8.0, {})
+    return UpscaleRequest(video=str(src), steps=args.upscale_steps, schedule=args.upscale_schedule)
+
+
 def cmd_train(args) -> int:
     from .train.recipe import train
 
@@ -306,14 +379,24 @@ def main(argv: list[str] | None = None) -> int:
     _common(ed)
     ed.set_defaults(fn=cmd_edit)
 
+    u = sub.add_parser("upscale", help="make a clip (or image) 2x or 4x larger (Movie Gen's spatial upsampler)")
+    u.add_argument("--video", required=True, help="MP4, MOV, WebM, MKV, AVI, GIF, or a PNG/JPEG/WebP image")
+    u.add_argument("--out", help="output .mp4 (or .png for an image); default: outputs/")
+    u.add_argument("--quiet", action="store_true")
+    _upscale_args(u)
+    _common(u)
+    u.set_defaults(fn=cmd_upscale)
+
     e = sub.add_parser("eval", help="quality figures on held-out data")
-    e.add_argument("what", choices=["t2v", "tae", "edit"])
+    e.add_argument("what", choices=["t2v", "tae", "edit", "upscale"])
     e.add_argument(
         "--n", type=int, default=None, help="prompts (t2v, 48), clips (tae, 48), sources per task (edit, 12)"
     )
     e.add_argument("--source-guidance", type=float, default=1.5, help="edit: keep the source (s_I)")
     e.add_argument("--strengths", default="0.5,0.75", help="edit: SDEdit baseline strengths, comma-separated")
-    e.add_argument("--t2v-sources", type=int, default=12, help="edit: T2V outputs edited (0: skip)")
+    e.add_argument("--t2v-sources", type=int, default=12, help="edit / upscale: T2V outputs edited or upscaled")
+    e.add_argument("--photos", type=int, default=8, help="upscale: clips panned over the held-out photos")
+    _upscale_sampling(e)
     e.add_argument("--verbose", action="store_true")
     e.add_argument("--sets", default="held_out,handwritten,typed", help="t2v prompt sets, comma-separated")
     _request_args(e)
@@ -321,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="generation time (median of N after a warm-up) and cache-hit time")
-    b.add_argument("what", nargs="?", choices=["t2v", "edit"], default="t2v")
+    b.add_argument("what", nargs="?", choices=["t2v", "edit", "upscale"], default="t2v")
+    b.add_argument("--seconds", type=float, default=4.0, help="upscale: length of the 8 fps source clip")
+    _upscale_sampling(b)
     b.add_argument("--prompt", default="a red circle moving left on a blue background")
     b.add_argument("--instruction", default="make the circle yellow", help="edit: the instruction timed")
     b.add_argument("--repeats", type=int, default=5)
@@ -337,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device")
     t.add_argument(
         "--stages",
-        default="tae,t2v,refine,decoder,rewrite,edit",
-        help="comma list of tae,t2v,refine,decoder,rewrite,edit (a stage left out reuses OUT)",
+        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale",
+        help="comma list of tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale (a stage left out reuses OUT)",
     )
     t.set_defaults(fn=cmd_train)
 

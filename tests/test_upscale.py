@@ -133,3 +133,16 @@ def test_bad_settings_are_refused():
 
 def test_bicubic_baseline_sizes():
     assert upscale_bicubic(np.zeros((2, 37, 53, 3), np.uint8), 4).shape == (2, 148, 212, 3)
+
+
+def test_command_line_upscale(tiny_model_dir, tmp_path, capsys):
+    from engine.__main__ import main
+
+    src = write_video(tmp_path / "in.mp4", _clip(8, 24, 40), 8.0, {})
+    out = tmp_path / "big.mp4"
+    args = ["--model", str(tiny_model_dir), "--device", "cpu", "--cache-dir", "", "--steps", "1"]
+    assert main(["upscale", "--video", str(src), "--out", str(out), "--scale", "2", *args]) == 0
+    assert read_video(out)[0].shape == (8, 48, 80, 3)
+    assert "-> 80x48" in capsys.readouterr().err
+    assert main(["upscale", "--video", str(tmp_path / "missing.mp4"), *args]) == 2
+    assert "does not exist" in capsys.readouterr().err
