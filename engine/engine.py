@@ -130,6 +130,7 @@ class Engine:
         self.updecoder = self._load(updec, SkipDecoder, TAEConfig) if has_upsampler else None
         self.upsampler_id = f"{self.model_id}+{file_digest(up)[:8]}{file_digest(updec)[:8]}" if has_upsampler else ""
         self.limits = limits
+        self.upscale_max_side = UPSCALE_MAX_SIDE  # longer uploads are reduced to this before upscaling
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
@@ -233,7 +234,7 @@ class Engine:
         self._need_upsampler()
         if not Path(req.video).is_file():
             raise VideoInputError(f"The input {Path(req.video).name!r} does not exist or is not a file.")
-        clip = fit_clip(req.video, UPSCALE_MAX_SIDE, None, self.limits)
+        clip = fit_clip(req.video, self.upscale_max_side, None, self.limits)
         frames, h, w = clip.frames.shape[:3]
         k = UPSCALE_MODEL_SCALE
         m = self.tae.cfg.spatial_down * self.upsampler.cfg.dit.patch[1]  # latents must fill whole patches

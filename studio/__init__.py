@@ -1,7 +1,8 @@
 """The studio: Gradio Blocks UI only (no torch, no model code). build_ui(engine) -> gr.Blocks.
 
 One module per tab builds its layout; this file wires what crosses tabs (reopen a result in its
-tab, compare from history or right after a generation, send a result on). All model work goes
+tab, compare from history or right after a generation, send a result on, upscale the last result).
+All model work goes
 through the one Engine, one job at a time: every engine event shares one concurrency_id with
 limit 1, so waiting jobs see their queue position.
 """
@@ -12,19 +13,22 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import edit_tab
+from . import edit_tab, upscale_tab
+from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
 from .history import History
 from .history_tab import build_history_tab, choices, gallery_items
 from .sendto import SendTo
 from .t2v_tab import build_t2v_tab, settings_values
+from .upscale_tab import build_upscale_tab
 
 ENGINE_QUEUE = "engine"
 # Small clips are shown enlarged: keep their pixels sharp instead of smeared. (Gradio 6 takes
 # page CSS in launch(), so app.py passes it.)
 PAGE_CSS = (
-    "video, #t2v-preview img, #edit-preview img, #history-gallery img { image-rendering: pixelated; }\n"
+    "video, #t2v-preview img, #edit-preview img, #upscale-preview img, #upscale-input-image img,"
+    " #history-gallery img { image-rendering: pixelated; }\n"
     # Gradio sizes gallery columns by item count: two results would each fill half the page.
     "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }"
 )
@@ -33,8 +37,9 @@ PAGE_CSS = (
 def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
     history = History(outputs_dir or engine.outputs_dir)
     tokens: dict = {}  # session -> CancelToken of its running job
-    # What the Edit tab shows besides results (sources as the model sees them, what changed); inside
-    # the outputs folder so the page may load it, in a folder of its own so History does not list it.
+    # What the Edit and Upscale tabs show besides results (inputs as the model sees them, what
+    # changed); inside the outputs folder so the page may load it, in a folder of its own so History
+    # does not list it.
     workdir = history.folder / ".studio"
 
     with gr.Blocks(title="Shapes Studio") as demo:
@@ -44,17 +49,21 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE)
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
                 ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir)
+            with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
+                up = build_upscale_tab(engine, tokens, ENGINE_QUEUE, workdir, history.folder)
             hist = build_history_tab(history)
             cmp = build_compare_tab(history)
 
-        # Where results can be sent. The upscale tab registers here when it arrives.
+        # Where results can be sent.
         sendto = SendTo(tabs)
         sendto.register("Edit", "edit", ed.controls.source)
+        sendto.register("Upscale", "upscale", up.controls.source)
         sendto.register("Compare", "compare", cmp.pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
         for choice, button, path in (
             (hist.send_choice, hist.send, hist.media_path),
             (t2v.send_choice, t2v.send, t2v.last),
             (ed.send_choice, ed.send, ed.last),
+            (up.send_choice, up.send, up.last),
         ):
             choice.choices = [(n, n) for n in sendto.names()]
             sendto.wire(button, choice, path)
@@ -71,13 +80,27 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         lists = [hist.gallery, hist.pick, cmp.pick]
         for trigger in (hist.refresh.click, hist.tab.select, demo.load):
             trigger(refresh, [hist.pick, cmp.pick], lists)
-        t2v.event.then(refresh, [hist.pick, cmp.pick], lists)
-        ed.event.then(refresh, [hist.pick, cmp.pick], lists)
 
-        t2v_fields, edit_fields = t2v.controls.as_list(), ed.controls.as_list()
+        # "Upscale 4x" after a result: it goes to the Upscale tab at 4x and runs there, so it ends up
+        # playing beside its bicubic enlargement.
+        def to_upscale(path):
+            if not path:
+                raise gr.Error("Nothing to upscale yet: make a result first.")
+            return gr.Tabs(selected="upscale"), path, 4
+
+        upscales = [
+            up.run_after(button.click(to_upscale, last, [tabs, up.controls.source, up.controls.scale]))
+            for button, last in ((t2v.upscale4, t2v.last), (ed.upscale4, ed.last))
+        ]
+        for event in (t2v.event, ed.event, up.event, *upscales):
+            event.then(refresh, [hist.pick, cmp.pick], lists)
+
+        t2v_fields, edit_fields, up_fields = t2v.controls.as_list(), ed.controls.as_list(), up.controls.as_list()
+        skip = lambda fields: [gr.skip()] * len(fields)  # noqa: E731
 
         def reopen(entry_id):
-            """A result's settings back in the tab that made it (the other tab is left as it is)."""
+            """A result's settings back in the tab that made it (the other tabs are left as they are);
+            an upscale's input, and the result beside its bicubic enlargement, in the Upscale tab."""
             e = history.get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
@@ -86,10 +109,18 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 if source is None:
                     gr.Warning("The source of this edit is gone; upload it again.")
                 values = edit_tab.settings_values(e.request, source)
-                return [gr.Tabs(selected="edit"), *[gr.skip()] * len(t2v_fields), *values]
-            return [gr.Tabs(selected="t2v"), *settings_values(e.request), *[gr.skip()] * len(edit_fields)]
+                return [gr.Tabs(selected="edit"), *skip(t2v_fields), *values, *skip(up_fields), gr.skip()]
+            if e.task == "upscale":
+                source = up.handlers.source_for(e.meta)
+                if source is None:
+                    gr.Warning("The input of this upscale is gone; upload it again.")
+                values = upscale_tab.settings_values(e.request, source)
+                board = player_html(upscale_cells(e.media, e.meta), zoom=True)
+                return [gr.Tabs(selected="upscale"), *skip(t2v_fields), *skip(edit_fields), *values, board]
+            values = settings_values(e.request)
+            return [gr.Tabs(selected="t2v"), *values, *skip(edit_fields), *skip(up_fields), gr.skip()]
 
-        hist.reopen.click(reopen, hist.selected, [tabs, *t2v_fields, *edit_fields])
+        hist.reopen.click(reopen, hist.selected, [tabs, *t2v_fields, *edit_fields, *up_fields, up.board])
 
         board = [tabs, cmp.pick, cmp.board]
         hist.to_compare.click(lambda ids: compare(history, ids), hist.pick, board)

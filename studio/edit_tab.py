@@ -5,11 +5,14 @@ source and the instruction, with one guidance scale to follow the instruction an
 source. "Describe the result" is SDEdit through the T2V model: the source is noised part-way
 (strength) and denoised towards a prompt. On upload the tab shows the source as the model will see
 it (centre square, 64x64, 8 fps); after an edit, source, result and what changed play in step.
+"Then upscale" upscales the edit in the same job (the upscaled clip joins the board, with zoom);
+"Upscale 4x" sends the last edit to the Upscale tab and runs it there.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,10 @@ import gradio as gr
 import numpy as np
 
 from engine.requests import EDIT_TASK_CHOICES, CancelToken, EditRequest, Error, Preview, Progress, Result, T2VRequest
-from engine.video_io import VideoInputError, write_png, write_video
+from engine.video_io import VideoInputError, read_image, read_video, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
-from .t2v_tab import preview_strip
+from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
     "make the circle yellow",
@@ -59,6 +62,7 @@ class EditControls:
     strength: gr.Slider
     schedule: gr.Dropdown
     rewrite: gr.Checkbox
+    upscale: gr.Dropdown
 
     def as_list(self) -> list:
         return [
@@ -74,6 +78,7 @@ class EditControls:
             self.strength,
             self.schedule,
             self.rewrite,
+            self.upscale,
         ]
 
 
@@ -83,6 +88,7 @@ class EditTab:
     handlers: EditHandlers
     board: gr.HTML
     last: gr.State  # this session's latest edit (path)
+    upscale4: gr.Button  # "Upscale 4x": the last edit to the Upscale tab, run there
     send_choice: gr.Dropdown
     send: gr.Button
     event: gr.events.Dependency  # the edit event, to chain history refreshes on
@@ -101,6 +107,7 @@ def request_from(
     strength,
     schedule,
     rewrite=True,
+    upscale=0,
 ) -> EditRequest:
     return EditRequest(
         video=str(video or ""),
@@ -115,6 +122,7 @@ def request_from(
         strength=float(strength),
         schedule=schedule,
         rewrite=bool(rewrite),
+        upscale=int(upscale or 0),
     )
 
 
@@ -124,7 +132,7 @@ def settings_values(request: dict, source: str | None) -> list:
     d = EditRequest(video="")
     get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
     keys = ("mode", "instruction", "prompt", "edit_task", "seed", "steps", "guidance", "source_guidance", "strength")
-    return [source, *(get(k) for k in keys), get("schedule"), get("rewrite")]
+    return [source, *(get(k) for k in keys), get("schedule"), get("rewrite"), get("upscale")]
 
 
 def difference(result: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -231,10 +239,12 @@ class EditHandlers:
         strength,
         schedule,
         rewrite=True,
+        upscale=0,
         session: str = "local",
     ):
         """Yields dicts per event: status/progress, preview, then result + board + diff, or error
-        (+ cancelled). The reading line is the tab's, kept up to date as the instruction is typed."""
+        (+ cancelled). The reading line is the tab's, kept up to date as the instruction is typed.
+        With `upscale`, the result is the upscaled clip and the board adds it (+ "upscaled")."""
         token = self.tokens[session] = CancelToken()
         req = request_from(
             video,
@@ -249,6 +259,7 @@ class EditHandlers:
             strength,
             schedule,
             rewrite,
+            upscale,
         )
         for ev in self.engine.run(req, cancel=token):
             if isinstance(ev, Progress):
@@ -257,28 +268,34 @@ class EditHandlers:
                     "progress": (ev.step, ev.total),
                 }
             elif isinstance(ev, Preview):
+                if ev.step > req.steps:  # past the edit's steps: the upscale's
+                    yield {"preview": large_preview_strip(ev.frames)}
+                    continue
                 frames = ev.frames[:: max(1, -(-len(ev.frames) // 8))]  # at most 8 frames side by side
                 yield {"preview": preview_strip(frames)}
             elif isinstance(ev, Result):
                 how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                what = ev.metadata.get("edit_task") or "described"
-                given = ev.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
-                yield {
-                    "status": f"done {how} · {what}: “{given}” · seed {req.seed}",
-                    "result": str(ev.path),
-                    **self._board(req, ev),
-                }
+                edited = _edited(ev)
+                what = edited.metadata.get("edit_task") or "described"
+                given = edited.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
+                out = {"status": f"done {how} · {what}: “{given}” · seed {req.seed}", "result": str(ev.path)}
+                if edited is not ev:
+                    (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
+                    out["upscaled"] = f"upscaled {req.upscale}x, {w}x{h} -> {big_w}x{big_h}"
+                    out["status"] += f" · {out['upscaled']}"
+                yield out | self._board(req, edited, upscaled=ev if edited is not ev else None)
             elif isinstance(ev, Error):
                 yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
                 return
 
-    def _board(self, req: EditRequest, ev: Result) -> dict:
-        """Source | result | what changed, for the synced player; and the difference clip's path."""
+    def _board(self, req: EditRequest, ev: Result, upscaled: Result | None = None) -> dict:
+        """Source | result | what changed (| the result upscaled), for the synced player; and the
+        difference clip's path."""
         seen = ev.metadata.get("source", {})
         src = self._kept(seen.get("sha256", ""), seen.get("summary", ""), req.fps)  # the rate the model saw
         src = src or self.load(req.video)  # not uploaded through the tab (a script, a test)
         if "frames" not in src:  # the upload went away mid-job: show the result alone
-            return {"board": player_html([Cell(ev.path, "Result")]), "diff": None}
+            return {"board": player_html([Cell((upscaled or ev).path, "Result")]), "diff": None}
         source = np.load(src["frames"])
         diff = difference(ev.frames, source)
         changed = float((diff[..., 0] > CHANGED * DIFF_GAIN).mean())
@@ -301,13 +318,34 @@ class EditHandlers:
                 src["fps"],
             ),
         ]
-        return {"board": player_html(cells), "diff": str(diff_path), "changed": changed}
+        if upscaled is not None:
+            (w, h), (big_w, big_h) = upscaled.metadata["input_size"], upscaled.metadata["size"]
+            r = upscaled.metadata["request"]
+            caption = f"{w}x{h} -> {big_w}x{big_h} · seed {r['seed']} · {r['steps']} steps"
+            cells.append(Cell(upscaled.path, f"Upscaled {r['scale']}x", caption, src["fps"], Path(upscaled.path).stem))
+        board = player_html(cells, zoom=upscaled is not None)
+        return {"board": board, "diff": str(diff_path), "changed": changed}
 
     def stop(self, session: str = "local") -> str:
         token = self.tokens.get(session)
         if token is not None:
             token.cancel()
         return "Stopped. Results already finished are kept in History."
+
+
+def _edited(ev: Result) -> Result:
+    """The edit itself: the result, or for an edit upscaled in the same job the clip it was made
+    from (written beside it, with its own metadata)."""
+    made_from = ev.metadata.get("upscaled_from")
+    if not made_from:
+        return ev
+    path = Path(ev.path).with_name(made_from["name"])
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        meta = {"request": made_from.get("request", {})}
+    frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
+    return Result(path=path, metadata=meta, frames=frames)
 
 
 def _settings(req: EditRequest, meta: dict) -> str:
@@ -371,6 +409,7 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
                     label="Give the model its reading of the instruction (or prompt), shown under it",
                     elem_id="edit-rewrite",
                 )
+            upscale = then_upscale(engine, "edit-then-upscale")
             with gr.Row():
                 go = gr.Button("Edit", variant="primary", elem_id="edit-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
@@ -389,6 +428,9 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
             )
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="edit-board")
             with gr.Row():
+                upscale4 = gr.Button(
+                    "Upscale 4x", interactive=engine.upsampler is not None, min_width=100, elem_id="edit-upscale4"
+                )
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="edit-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="edit-send")
     controls = EditControls(
@@ -404,6 +446,7 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
         strength,
         schedule,
         rewrite,
+        upscale,
     )
     loaded = gr.State(None)  # the current source's normalised files (see EditHandlers.load)
     last = gr.State(None)
@@ -452,12 +495,13 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
         strength,
         schedule,
         rewrite,
+        upscale,
         request: gr.Request,
         progress=gr.Progress(),
     ):
         settings = (video, mode, instruction, prompt, edit_task, seed, steps, guidance, source_guidance, strength)
         session = request.session_hash if request else "local"
-        for ev in h.edit(*settings, schedule, rewrite, session=session):
+        for ev in h.edit(*settings, schedule, rewrite, upscale, session=session):
             if "progress" in ev:
                 progress(ev["progress"], desc=ev["status"])
             if "error" in ev:
@@ -471,12 +515,13 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
+                out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
             yield out
 
     event = go.click(
         run,
         controls.as_list(),
-        [status, preview, board, last],
+        [status, preview, board, last, upscale4],
         concurrency_limit=1,
         concurrency_id=concurrency_id,
     )
@@ -486,4 +531,4 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)
-    return EditTab(controls, h, board, last, send_choice, send, event)
+    return EditTab(controls, h, board, last, upscale4, send_choice, send, event)

@@ -1,5 +1,9 @@
 """The outputs folder as a history: every result is an MP4 (or PNG) with a JSON sidecar of its
-request. Reading the folder is the only state, so history survives reloads and restarts."""
+request. Reading the folder is the only state, so history survives reloads and restarts.
+
+Files that go with a result are named after it and have no JSON of their own, so they are never
+listed: its thumbnail (`<id>.thumb.png`) and the clips its metadata names under `files` (an
+upscale's bicubic enlargement, `<id>.bicubic.mp4`). Deleting a result deletes them with it."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 MEDIA = (".mp4", ".png")
+SIDECARS = (".thumb", ".bicubic")  # <id>.thumb.png, <id>.bicubic.mp4: parts of a result, not results
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,14 @@ class Entry:
         if self.task == "edit":
             text = r.get("instruction", "") if r.get("mode", "instruction") == "instruction" else r.get("prompt", "")
             return f"edit: {text}"
+        if self.task == "upscale":
+            made_from = self.meta.get("upscaled_from")  # generated (or edited) and upscaled in one job
+            what = (
+                Entry("", self.media, None, {"request": made_from.get("request", {})}).prompt
+                if made_from
+                else self.meta.get("source", {}).get("name") or Path(r.get("video", "")).name
+            )
+            return f"upscale {r.get('scale', 4)}x: {what}"
         return r.get("prompt", "")
 
     @property
@@ -46,6 +59,11 @@ class Entry:
             return datetime.fromisoformat(raw).astimezone().strftime("%Y-%m-%d %H:%M:%S") if raw else ""
         except ValueError:
             return raw or ""
+
+    @property
+    def fps(self) -> float:
+        """The result's frame rate: the request's, or for an upscale its source's."""
+        return float(self.request.get("fps") or self.meta.get("source", {}).get("fps") or 8.0)
 
     @property
     def is_video(self) -> bool:
@@ -65,6 +83,18 @@ class Entry:
                 parts += [f"guidance {r.get('guidance')}", f"strength {r.get('strength')}"]
             parts.append(f"source {self.meta.get('source', {}).get('name') or Path(r.get('video', '')).name}")
             return " · ".join(str(p) for p in parts if p)
+        if self.task == "upscale":
+            (w, h), (big_w, big_h) = self.meta.get("input_size", ["?", "?"]), self.meta.get("size", ["?", "?"])
+            parts = [
+                f"seed {r.get('seed')}",
+                f"{r.get('steps')} steps",
+                f"{r.get('scale')}x",
+                f"{w}x{h} -> {big_w}x{big_h}",
+            ]
+            made_from = self.meta.get("upscaled_from")
+            source = made_from["name"] if made_from else self.meta.get("source", {}).get("name")
+            parts.append(f"from {source}")
+            return " · ".join(str(p) for p in parts if p)
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
         parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]
         if r.get("negative_prompt"):
@@ -82,6 +112,8 @@ class History:
         if not self.folder.is_dir():
             return out
         for side in self.folder.glob("*.json"):
+            if side.stem.endswith(SIDECARS):
+                continue
             media = next((side.with_suffix(s) for s in MEDIA if side.with_suffix(s).is_file()), None)
             if media is None:
                 continue
@@ -98,12 +130,25 @@ class History:
         return next((e for e in self.entries() if e.id == entry_id), None)
 
     def delete(self, entry_id: str) -> bool:
-        """Remove a result's files; only names inside the folder are touched."""
-        if not entry_id or "/" in entry_id or "\\" in entry_id or entry_id.startswith("."):
+        """Remove a result's files (media, JSON, thumbnail and the sidecars its metadata names); only
+        names inside the folder are touched, and never another result's (`<id>.base.mp4` is one)."""
+        if not _plain_name(entry_id):
             return False
+        names = {f"{entry_id}{part}{suffix}" for part in ("", *SIDECARS) for suffix in MEDIA} | {f"{entry_id}.json"}
+        try:
+            files = json.loads((self.folder / f"{entry_id}.json").read_text()).get("files", {})
+        except (OSError, ValueError, AttributeError):
+            files = {}
+        names |= {n for n in files.values() if isinstance(n, str) and _plain_name(n) and n.startswith(entry_id + ".")}
         found = False
-        for f in self.folder.glob(f"{entry_id}.*"):
-            if f.stem.split(".")[0] == entry_id or f.name.startswith(entry_id + "."):
+        for name in names:
+            f = self.folder / name
+            if f.is_file():
                 f.unlink(missing_ok=True)
                 found = True
         return found
+
+
+def _plain_name(name) -> bool:
+    """A file name inside the folder: no path separators, not hidden, not empty."""
+    return bool(name) and isinstance(name, str) and "/" not in name and "\\" not in name and not name.startswith(".")

@@ -1,4 +1,8 @@
-"""Text-to-video tab: prompt and settings in, a live preview and the final clip out."""
+"""Text-to-video tab: prompt and settings in, a live preview and the final clip out.
+
+"Then upscale" runs the spatial upsampler on the result in the same job (one progress bar); the
+clip is then shown beside its bicubic enlargement. "Upscale 4x" sends the last result to the
+Upscale tab and runs it there (wired in studio/__init__.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import gradio as gr
 import numpy as np
 
 from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
+
+from .compare import CSS, JS, player_html, upscale_cells
 
 EXAMPLES = [
     "a red circle moving left on a blue background",
@@ -25,6 +31,8 @@ KNOWS = (
     "Set frames to 1 for an image. Type freely: under the prompt you see how it was read, which is what the "
     "model is given, and any words it does not know."
 )
+THEN_UPSCALE = [("off", 0), ("2x", 2), ("4x", 4)]  # the request's `upscale`
+NO_UPSAMPLER = "this model has no upsampler"
 
 
 def preview_strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
@@ -35,6 +43,41 @@ def preview_strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
         parts += [f, gap]
     strip = np.concatenate(parts[:-1], 1)
     return strip.repeat(scale, 0).repeat(scale, 1)
+
+
+def large_preview_strip(frames: np.ndarray, count: int = 4, max_side: int = 256) -> np.ndarray:
+    """An upscale's preview (T, H, W, 3): a few frames spread over the clip, at most `max_side`
+    pixels on their long side (every k-th pixel: a preview, sent every step)."""
+    frames = frames[:: max(1, -(-len(frames) // count))]
+    k = max(1, -(-max(frames.shape[1:3]) // max_side))
+    return preview_strip(frames[:, ::k, ::k], scale=1)
+
+
+def then_upscale(engine, elem_id: str) -> gr.Dropdown:
+    """The cascade setting of a generating tab: off, or upscale the result 2x / 4x in the same job."""
+    has = engine.upsampler is not None
+    return gr.Dropdown(
+        THEN_UPSCALE,
+        value=0,
+        label="Then upscale",
+        info="in the same job; both clips are kept" if has else f"off: {NO_UPSAMPLER}",
+        interactive=has,
+        elem_id=elem_id,
+    )
+
+
+def upscaled_view(ev: Result) -> dict:
+    """For a result upscaled in the same job as it was made: its board (bicubic | upscaled) and the
+    status words; {} for any other result."""
+    made_from = ev.metadata.get("upscaled_from")
+    if not made_from:
+        return {}
+    (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
+    return {
+        "board": player_html(upscale_cells(ev.path, ev.metadata), zoom=True),
+        "upscaled": f"upscaled {ev.metadata['request']['scale']}x, {w}x{h} -> {big_w}x{big_h}",
+        "base": str(Path(ev.path).with_name(made_from["name"])),
+    }
 
 
 @dataclass
@@ -48,6 +91,7 @@ class T2VControls:
     size: gr.Dropdown
     schedule: gr.Dropdown
     rewrite: gr.Checkbox
+    upscale: gr.Dropdown
 
     def as_list(self) -> list:
         return [
@@ -60,6 +104,7 @@ class T2VControls:
             self.size,
             self.schedule,
             self.rewrite,
+            self.upscale,
         ]
 
 
@@ -71,12 +116,15 @@ class T2VTab:
     last: gr.State  # this session's latest result path
     previous: gr.State  # the one before it
     compare_prev: gr.Button
+    upscale4: gr.Button  # "Upscale 4x": the last result to the Upscale tab, run there
     send_choice: gr.Dropdown
     send: gr.Button
     event: gr.events.Dependency  # the generate event, to chain history refreshes on
 
 
-def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True) -> T2VRequest:
+def request_from(
+    prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True, upscale=0
+) -> T2VRequest:
     return T2VRequest(
         prompt=prompt or "",
         negative_prompt=negative or "",
@@ -87,6 +135,7 @@ def request_from(prompt, negative, seed, steps, guidance, frames, size, schedule
         size=int(size),
         schedule=schedule,
         rewrite=bool(rewrite),
+        upscale=int(upscale or 0),
     )
 
 
@@ -104,6 +153,7 @@ def settings_values(request: dict) -> list:
         get("size"),
         get("schedule"),
         get("rewrite"),
+        get("upscale"),
     ]
 
 
@@ -125,15 +175,19 @@ class T2VHandlers:
         size,
         schedule,
         rewrite=True,
+        upscale=0,
         batch=1,
         session: str = "local",
     ):
-        """Yields (status markdown, preview image, result path, seed, results so far, error) per event."""
+        """Yields dicts per event: reading first, then status/progress, preview, result (+ results so
+        far; + board, upscaled and base when it was upscaled in the same job), or error (+ cancelled)."""
         token = self.tokens[session] = CancelToken()
         results: list[str] = []
         n = max(1, int(batch or 1))
         for k in range(n):
-            req = request_from(prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite)
+            req = request_from(
+                prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite, upscale
+            )
             if k == 0:
                 yield {"reading": self.reading(req.prompt, req.frames, req.rewrite)}
             for ev in self.engine.run(req, cancel=token):
@@ -143,15 +197,19 @@ class T2VHandlers:
                         "status": f"{tag}step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
                         "progress": (ev.step, ev.total),
                     }
-                elif isinstance(ev, Preview):
-                    yield {"preview": preview_strip(ev.frames)}
+                elif isinstance(ev, Preview):  # past the generation's steps: the upscale's
+                    strip = preview_strip(ev.frames) if ev.step <= req.steps else large_preview_strip(ev.frames)
+                    yield {"preview": strip}
                 elif isinstance(ev, Result):
                     results.append(str(ev.path))
                     how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
+                    up = upscaled_view(ev)
+                    also = f" · {up['upscaled']} (the {req.size} px clip is in History too)" if up else ""
                     yield {
-                        "status": f"{tag}done {how} · seed {req.seed}",
+                        "status": f"{tag}done {how} · seed {req.seed}{also}",
                         "result": str(ev.path),
                         "results": list(results),
+                        **up,
                     }
                 elif isinstance(ev, Error):
                     yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
@@ -195,6 +253,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                     label="Rewrite the prompt (the model is given its reading, shown under the prompt)",
                     elem_id="t2v-rewrite",
                 )
+            upscale = then_upscale(engine, "t2v-then-upscale")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="t2v-stop")
@@ -207,12 +266,16 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 label="Result", interactive=False, autoplay=True, loop=True, height=320, elem_id="t2v-video"
             )
             image = gr.Image(label="Result (image)", interactive=False, visible=False, elem_id="t2v-image")
+            board = gr.HTML("", css_template=CSS, js_on_load=JS, visible=False, elem_id="t2v-upscaled")
             shelf = gr.Gallery(label="This batch", columns=4, height=140, visible=False)
             with gr.Row():
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
+                upscale4 = gr.Button(
+                    "Upscale 4x", interactive=engine.upsampler is not None, min_width=100, elem_id="t2v-upscale4"
+                )
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="t2v-send")
-    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
+    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"
 
@@ -231,13 +294,14 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         size,
         schedule,
         rewrite,
+        upscale,
         batch,
         last_path,
         prev_path,
         request: gr.Request,
         progress=gr.Progress(),
     ):
-        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite)
+        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
         session = request.session_hash if request else "local"
         for ev in h.generate(*settings, batch=batch, session=session):
             if "progress" in ev:
@@ -253,10 +317,13 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
             if "preview" in ev:
                 out[preview] = ev["preview"]
             if "result" in ev:
-                path = ev["result"]
+                path, up = ev["result"], "board" in ev
                 is_image = path.endswith(".png")
-                out[video] = gr.Video(value=None if is_image else path, visible=not is_image)
-                out[image] = gr.Image(value=path if is_image else None, visible=is_image)
+                # Upscaled in the same job: it plays beside its bicubic enlargement instead.
+                out[video] = gr.Video(value=None if is_image or up else path, visible=not (is_image or up))
+                out[image] = gr.Image(value=path if is_image and not up else None, visible=is_image and not up)
+                out[board] = gr.HTML(value=ev.get("board", ""), visible=up)
+                out[upscale4] = gr.Button(interactive=engine.upsampler is not None and not up)
                 prev_path, last_path = (last_path or prev_path), path
                 out[last] = last_path
                 out[previous] = prev_path
@@ -268,7 +335,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
     event = go.click(
         run,
         [*controls.as_list(), batch, last, previous],
-        [status, preview, video, image, shelf, last, previous, reading],
+        [status, preview, video, image, board, upscale4, shelf, last, previous, reading],
         concurrency_limit=1,
         concurrency_id=concurrency_id,
     )
@@ -278,4 +345,4 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)
-    return T2VTab(controls, video, image, last, previous, compare_prev, send_choice, send, event)
+    return T2VTab(controls, video, image, last, previous, compare_prev, upscale4, send_choice, send, event)

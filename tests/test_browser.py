@@ -1,6 +1,7 @@
 """The real page in a real browser: generate, watch the preview change, play the result,
 open History, pick two results, compare them in sync; upload a clip to Edit, edit it, and play
-the result beside the source. Screenshots go to test-artifacts/."""
+the result beside the source; upscale a result 4x and zoom into it beside its bicubic enlargement.
+Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -234,4 +235,78 @@ def test_edit_a_clip_and_see_it_beside_the_source(studio, tmp_path):
         assert page.locator("#edit-strength").is_visible()
         assert not page.locator("#edit-instruction").is_visible() and not page.locator("#edit-keep").is_visible()
         assert "Follow the prompt" in page.locator("#edit-guidance").inner_text()
+        browser.close()
+
+
+def test_generate_then_upscale_4x_beside_bicubic_with_zoom(studio):
+    SHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(studio)
+        page.locator("#t2v-prompt textarea").fill("a red circle moving left on a blue background")
+        page.locator("#t2v-generate").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-status')?.innerText || '').includes('done')", timeout=60_000
+        )
+        # "Upscale 4x": the result goes to the Upscale tab and is upscaled there.
+        page.locator("#t2v-upscale4").click()
+        page.locator("#upscale-board").wait_for(state="visible", timeout=30_000)
+        page.wait_for_function(
+            "() => (document.querySelector('#upscale-source-info')?.innerText || '').includes('64x64, 32 frames at 8 fps -> 256x256')",
+            timeout=30_000,
+        )
+        page.locator("#upscale-preview img").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('#upscale-board video').length === 2", timeout=120_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#upscale-board video')].every(v => v.readyState >= 2)", timeout=30_000
+        )
+        assert "done" in page.locator("#upscale-status").inner_text()
+        titles = page.locator("#upscale-board .cmp-prompt").all_inner_texts()
+        assert titles == ["Enlarged 4x by bicubic", "Upscaled 4x by the model"], titles
+        sizes = page.evaluate(
+            "() => [...document.querySelectorAll('#upscale-board video')].map(v => [v.videoWidth, v.videoHeight])"
+        )
+        assert sizes == [[256, 256], [256, 256]], sizes
+        page.locator("#upscale-board .cmp-play").click()
+        page.wait_for_timeout(800)
+        times = page.evaluate("() => [...document.querySelectorAll('#upscale-board video')].map(v => v.currentTime)")
+        assert min(times) > 0 and max(times) - min(times) < 0.3, f"not playing in step: {times}"
+        page.locator("#upscale-board .cmp-play").click()  # pause, for a steady picture
+        page.screenshot(path=str(SHOTS / "7-upscaled.png"), full_page=True)
+
+        # Zoom: a click on the result picks the spot; both show the same region at 4 screen pixels per pixel.
+        box = page.locator("#upscale-board .cmp-frame").nth(1).bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
+        assert page.locator("#upscale-board .cmp-zoom").input_value() == "4"
+        placed = page.evaluate(
+            "() => [...document.querySelectorAll('#upscale-board video')].map(v => [v.style.width, v.style.left, v.style.top])"
+        )
+        assert placed[0] == placed[1] and placed[0][0] == "1024px", placed
+        region = page.locator("#upscale-board .cmp-region").inner_text()
+        assert region.startswith("x ") and "of 256×256 px" in region, region
+        page.locator("#upscale-board .cmp-zoom").select_option("1")  # 1:1 pixels: the whole 256 px frame
+        assert page.evaluate("() => document.querySelector('#upscale-board video').style.width") == "256px"
+        page.locator("#upscale-board .cmp-zoom").select_option("8")
+        page.screenshot(path=str(SHOTS / "8-upscaled-zoom.png"), full_page=True)
+
+        # "Then upscale 2x" in Text to video: one job, one progress bar; the clip plays beside its bicubic there.
+        page.locator("button[role=tab]:has-text('Text to video')").first.click()
+        page.locator("#t2v-then-upscale input").click()
+        page.locator("[role=option]:has-text('2x')").first.click()
+        page.locator("#t2v-seed input").fill("4")
+        page.locator("#t2v-generate").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#t2v-status')?.innerText || '').includes('upscaled 2x, 64x64 -> 128x128')",
+            timeout=120_000,
+        )
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#t2v-upscaled video')].filter(v => v.readyState >= 2).length === 2",
+            timeout=30_000,
+        )
+        sizes = page.evaluate("() => [...document.querySelectorAll('#t2v-upscaled video')].map(v => v.videoWidth)")
+        assert sizes == [128, 128], sizes
+        assert not page.locator("#t2v-video").is_visible() and page.locator("#t2v-upscale4").is_disabled()
+        page.locator("#t2v-upscaled .cmp-zoom").select_option("2")
+        page.screenshot(path=str(SHOTS / "9-then-upscaled.png"), full_page=True)
         browser.close()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.engine import Engine
+from engine.requests import UpscaleRequest
 from engine.video_io import read_video, write_png, write_video
 from engine.world.palette import COLORS
 from engine.world.render import render
@@ -20,6 +21,7 @@ from studio.edit_tab import EditHandlers, difference
 from studio.edit_tab import settings_values as edit_settings_values
 from studio.history import History
 from studio.t2v_tab import T2VHandlers, preview_strip, settings_values
+from studio.upscale_tab import UpscaleHandlers
 
 SETTINGS = dict(
     prompt="a red circle moving left on a blue background",
@@ -113,6 +115,22 @@ def test_build_ui_has_the_tabs(engine):
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"tab-t2v", "tab-history", "tab-compare", "t2v-generate", "t2v-stop", "compare-board"} <= ids
     assert {"tab-edit", "edit-source", "edit-instruction", "edit-generate", "edit-stop", "edit-board"} <= ids
+    assert {
+        "tab-upscale",
+        "upscale-source",
+        "upscale-scale",
+        "upscale-generate",
+        "upscale-stop",
+        "upscale-board",
+    } <= ids
+    assert {
+        "upscale-seed",
+        "upscale-dice",
+        "upscale-steps",
+        "t2v-upscale4",
+        "t2v-then-upscale",
+        "edit-then-upscale",
+    } <= ids
     # Every engine event shares one queue of one.
     fns = [f for f in demo.fns.values() if getattr(f, "concurrency_id", None) == "engine"]
     assert fns and all(f.concurrency_limit == 1 for f in fns)
@@ -283,19 +301,21 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     final = edit(h, source_clip, seed=7, steps=2, source_guidance=2.0)[-1]
     entry = History(tmp_path / "out").entries()[0]
     values = edit_settings_values(entry.request, h.source_for(entry.meta))
-    assert values == [source_clip, *(EDIT | dict(seed=7, steps=2, source_guidance=2.0)).values(), True]
+    assert values == [source_clip, *(EDIT | dict(seed=7, steps=2, source_guidance=2.0)).values(), True, 0]
     # The studio's own reopen: the Edit tab's fields filled, the T2V tab's left alone.
     demo = build_ui(engine, tmp_path / "out")
     (reopen,) = fn_named(demo, "reopen")
     out = reopen.fn(entry.id)
     assert out[0].selected == "edit"
-    t2v_n = len(SETTINGS) + 1  # the T2V controls (with rewrite)
+    t2v_n = len(SETTINGS) + 2  # the T2V controls (with rewrite and then-upscale)
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
-    assert out[1 + t2v_n :] == values
+    assert out[1 + t2v_n : 1 + t2v_n + len(values)] == values
+    assert out[1 + t2v_n + len(values) :] == [gr.skip()] * 6  # the Upscale tab's 5 controls and its board
     # A T2V result still reopens in its own tab, the Edit tab left alone.
     run(T2VHandlers(engine, {}), steps=1, frames=1)
     out = reopen.fn(History(tmp_path / "out").entries()[0].id)
-    assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"] and out[1 + t2v_n :] == [gr.skip()] * len(values)
+    assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"]
+    assert out[1 + t2v_n :] == [gr.skip()] * (len(values) + 6)
     # With the upload gone, the source the model saw (kept by the tab) stands in for it.
     h.load(source_clip)
     Path(source_clip).unlink()
@@ -303,10 +323,194 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     assert kept and np.array_equal(engine.load_source(kept).frames.shape, (8, 64, 64, 3))
     # Send to Edit, from any result view: the tab switches and the result becomes the source.
     sends = fn_named(demo, "send")
-    assert len(sends) == 3  # History, Text to video, Edit
+    assert len(sends) == 4  # History, Text to video, Edit, Upscale
     send = sends[0]
     n_targets = len(send.inputs) - 2
     out = send.fn("Edit", final["result"], *[None] * n_targets)
     assert out[0].selected == "edit" and out[1] == final["result"]
     # ... and an edit of an edit works.
     assert "result" in edit(h, out[1], instruction="remove the yellow circle")[-1]
+
+
+# -- the Upscale tab -----------------------------------------------------------------------------
+@pytest.fixture()
+def small_clip(tmp_path):
+    """A 64x48, 8 fps, 1 s clip: 4x is 256x192, the same 8 frames at 8 fps."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1, 48, 64, 3))
+    frames = np.clip(base + np.arange(8)[:, None, None, None] * 4, 0, 255).astype(np.uint8)
+    return str(write_video(tmp_path / "upload" / "small.mp4", frames, 8))
+
+
+def upscale_handlers(engine, tmp_path, tokens=None):
+    return UpscaleHandlers(engine, {} if tokens is None else tokens, tmp_path / "out" / ".studio", tmp_path / "out")
+
+
+def test_upscale_says_what_the_model_gets(engine, small_clip, tmp_path):
+    h = upscale_handlers(engine, tmp_path)
+    src = h.load(small_clip)
+    assert src["size"] == [64, 48] and src["frames"] == 8 and not src["image"]
+    assert h.input_line(src, 4).startswith("The model gets **64x48, 8 frames at 8 fps -> 256x192** (4x).")
+    assert "-> 128x96** (2x)" in h.input_line(src, 2)
+    assert read_video(src["view"])[0].shape == (8, 48, 64, 3)
+    # Larger than the engine takes: reduced first (aspect kept), and the line says so.
+    big = write_png(tmp_path / "big.png", np.zeros((300, 600, 3), np.uint8))
+    line = h.input_line(h.load(str(big)), 2)
+    assert "a 256x128 image -> 512x256 PNG** (2x)" in line and "600x300 image -> reduced to 256x128" in line
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    out = h.load(str(bad))
+    assert list(out) == ["error"] and "notes.mp4" in h.input_line(out)
+    assert h.load(None) == {} and h.input_line(None) == ""
+
+
+def test_upscale_streams_progress_previews_and_plays_beside_bicubic(engine, small_clip, tmp_path):
+    h = upscale_handlers(engine, tmp_path)
+    evs = list(h.upscale(small_clip, 4, 3, 5))
+    assert [e["progress"] for e in evs if "progress" in e] == [(1, 3), (2, 3), (3, 3)]
+    assert "ETA" in evs[0]["status"]
+    previews = [e["preview"] for e in evs if "preview" in e]
+    assert len(previews) == 3 and previews[0].dtype == np.uint8 and previews[0].shape[0] == 192  # 4x, at 1:1
+    final = evs[-1]
+    assert final["status"].startswith("done in") and "64x48 -> 256x192 (4x) · seed 5" in final["status"]
+    result, fps = read_video(final["result"])
+    assert result.shape == (8, 192, 256, 3) and fps == pytest.approx(8)
+    # The result beside the input enlarged by bicubic, in the synced player with zoom.
+    meta = json.loads(Path(final["result"]).with_suffix(".json").read_text())
+    bicubic = Path(final["result"]).with_name(meta["files"]["bicubic"])
+    assert read_video(bicubic)[0].shape == (8, 192, 256, 3)
+    board = final["board"]
+    assert board.count("<video") == 2 and board.index(bicubic.name) < board.index(Path(final["result"]).name + '"')
+    assert "cmp-zoom" in board and "cmp-frame" in board and "Enlarged 4x by bicubic" in board
+    assert "64x48 -&gt; 256x192" in board
+    # History lists the result (not its bicubic sidecar nor its thumbnail) and deletes them together.
+    hist = History(tmp_path / "out")
+    (entry,) = hist.entries()
+    assert entry.task == "upscale" and entry.prompt == "upscale 4x: small.mp4" and entry.fps == 8
+    assert entry.settings_text() == "seed 5 · 3 steps · 4x · 64x48 -> 256x192 · from small.mp4"
+    assert hist.delete(entry.id) and not bicubic.exists() and hist.entries() == []
+    assert not any(f.suffix in (".mp4", ".png", ".json") for f in (tmp_path / "out").glob("*"))
+
+
+def test_upscale_an_image_gives_a_png_beside_its_bicubic(engine, tmp_path):
+    img = write_png(tmp_path / "still.png", render(Scene("white", (ShapeObject("green", "star", "still"),)), 40, 1)[0])
+    h = upscale_handlers(engine, tmp_path)
+    final = list(h.upscale(str(img), 2, 1, 0))[-1]
+    assert final["result"].endswith(".png") and final["board"].count("<img") == 2
+    assert "40x40 -> 80x80 (2x)" in final["status"]
+
+
+def test_upscale_errors_then_the_next_job_works(engine, small_clip, tmp_path):
+    h = upscale_handlers(engine, tmp_path)
+    assert list(h.upscale("", 4, 3, 0))[-1]["error"].startswith("No input")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    evs = list(h.upscale(str(bad), 4, 3, 0))
+    assert len(evs) == 1 and "broken.mp4" in evs[0]["error"] and not evs[0]["cancelled"]
+    assert "steps must be between" in list(h.upscale(small_clip, 4, 0, 0))[-1]["error"]
+    assert "result" in list(h.upscale(small_clip, 2, 1, 0))[-1]
+
+
+def test_upscale_stop_then_the_next_job_works(engine, small_clip, tmp_path):
+    tokens = {}
+    h = upscale_handlers(engine, tmp_path, tokens)
+    gen = h.upscale(small_clip, 4, 30, 0, session="alice")
+    next(gen)
+    h.stop("bob")
+    assert not tokens["alice"].cancelled
+    h.stop("alice")
+    rest = list(gen)
+    assert rest[-1].get("cancelled") and "Cancelled" in rest[-1]["status"]
+    assert all(e["progress"][0] <= 2 for e in rest if "progress" in e)
+    assert History(tmp_path / "out").entries() == []  # nothing saved
+    assert "result" in list(h.upscale(small_clip, 4, 1, 0, session="alice"))[-1]
+
+
+def test_then_upscale_in_t2v_is_one_job_and_history_lists_both(engine, tmp_path):
+    h = T2VHandlers(engine, {})
+    evs = run(h, steps=2, upscale=4)
+    up_steps = UpscaleRequest(video="").steps
+    assert [e["progress"] for e in evs if "progress" in e] == [(k, 2 + up_steps) for k in range(1, 3 + up_steps)]
+    previews = [e["preview"] for e in evs if "preview" in e]
+    assert previews[0].shape[0] == 128 and previews[-1].shape[0] == 256  # 64 px at 2x, then 256 px at 1x
+    final = evs[-1]
+    assert "upscaled 4x, 64x64 -> 256x256" in final["status"] and "seed 3" in final["status"]
+    assert read_video(final["result"])[0].shape == (8, 256, 256, 3)
+    assert final["board"].count("<video") == 2 and "Enlarged 4x by bicubic" in final["board"]
+    assert read_video(final["base"])[0].shape == (8, 64, 64, 3)
+    entries = History(tmp_path / "out").entries()
+    assert sorted(e.task for e in entries) == ["t2v", "upscale"] and len(entries) == 2
+    up = next(e for e in entries if e.task == "upscale")
+    assert (
+        up.prompt == f"upscale 4x: {SETTINGS['prompt']}"
+        and up.meta["upscaled_from"]["name"] == Path(final["base"]).name
+    )
+    base = next(e for e in entries if e.task == "t2v")
+    assert settings_values(base.request)[9] == 4  # reopening the clip sets "Then upscale" again
+    # Off: an ordinary result, no board.
+    assert "board" not in run(h, steps=1)[-1]
+
+
+def test_then_upscale_in_edit_adds_the_upscaled_clip_to_the_board(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "work")
+    h.load(source_clip)
+    final = edit(h, source_clip, steps=2, upscale=2)[-1]
+    assert "recolor" in final["status"] and "upscaled 2x, 64x64 -> 128x128" in final["status"]
+    assert read_video(final["result"])[0].shape == (8, 128, 128, 3)
+    board = final["board"]
+    assert board.count("<video") == 4 and "Upscaled 2x" in board and "cmp-zoom" in board
+    assert read_video(final["diff"])[0].shape == (8, 64, 64, 3)  # what the edit changed, at its own size
+    assert sorted(e.task for e in History(tmp_path / "out").entries()) == ["edit", "upscale"]
+
+
+def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_path):
+    demo = build_ui(engine, tmp_path / "out")
+    (reopen,) = fn_named(demo, "reopen")
+    h = upscale_handlers(engine, tmp_path)
+    h.load(small_clip)
+    list(h.upscale(small_clip, 2, 2, 9))
+    entry = History(tmp_path / "out").entries()[0]
+    out = reopen.fn(entry.id)
+    assert out[0].selected == "upscale"
+    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
+    assert out[1 : 1 + t2v_n + edit_n] == [gr.skip()] * (t2v_n + edit_n)
+    assert out[1 + t2v_n + edit_n :][:5] == [small_clip, 2, 2, 9, "linear"]
+    assert out[-1].count("<video") == 2 and entry.id in out[-1]
+    # The upload gone: the input as the model got it (kept by the tab) stands in for it.
+    Path(small_clip).unlink()
+    kept = h.source_for(entry.meta)
+    assert kept and Path(kept).parent == tmp_path / "out" / ".studio" and read_video(kept)[0].shape == (8, 48, 64, 3)
+    # An upscale made in the same job as its clip reopens with that clip (in the outputs folder) as input.
+    final = run(T2VHandlers(engine, {}), steps=1, upscale=4)[-1]
+    up = next(e for e in History(tmp_path / "out").entries() if e.task == "upscale")
+    assert up.media == Path(final["result"]) and h.source_for(up.meta) == final["base"]
+    # "Upscale 4x" after a result: to the Upscale tab at 4x (the upscale then runs there).
+    to_upscale = fn_named(demo, "to_upscale")[0]  # T2V's and Edit's "Upscale 4x" share it
+    tab, path, scale = to_upscale.fn(final["base"])
+    assert tab.selected == "upscale" and path == final["base"] and scale == 4
+    with pytest.raises(gr.Error):
+        to_upscale.fn(None)
+    runs = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run" and len(f.inputs) == 5]
+    assert len(runs) == 3 and all(f.concurrency_id == "engine" for f in runs)  # its own button, two "Upscale 4x"
+    # Results of upscales can be compared (with zoom) and sent on.
+    assert "cmp-zoom" in compare_html(History(tmp_path / "out").entries()[:2])
+    send = fn_named(demo, "send")[0]
+    out = send.fn("Upscale", final["result"], *[None] * (len(send.inputs) - 2))  # targets: Edit, Upscale, Compare
+    assert out[0].selected == "upscale" and out[2] == final["result"] and out[1] == gr.skip()
+    out = send.fn("Edit", final["result"], *[None] * (len(send.inputs) - 2))
+    assert out[0].selected == "edit" and out[1] == final["result"]
+
+
+def test_without_an_upsampler_the_tab_and_the_cascade_say_so(tiny_model_dir, small_clip, tmp_path):
+    bare = tmp_path / "no-upsampler"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("upscale", "upscale-decoder"))
+    engine = Engine(bare, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    assert engine.upsampler is None
+    h = upscale_handlers(engine, tmp_path)
+    assert "no upsampler" in h.input_line(None) and "no upsampler" in h.input_line(h.load(small_clip))
+    assert "no upsampler" in list(h.upscale(small_clip, 4, 2, 0))[-1]["error"]
+    assert "no upsampler" in run(T2VHandlers(engine, {}), steps=1, upscale=4)[-1]["error"]
+    demo = build_ui(engine, tmp_path / "out")
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    for name in ("upscale-generate", "t2v-upscale4", "edit-upscale4", "t2v-then-upscale", "edit-then-upscale"):
+        assert blocks[name].interactive is False, name

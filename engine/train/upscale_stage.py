@@ -61,7 +61,7 @@ class UpscaleDataConfig:
 
 @dataclass(frozen=True)
 class SkipDecoderTrainConfig:
-    steps: int = 2000
+    steps: int = 1200
     batch: int = 4
     frames: int = 8  # a crop's frames per sample (two latents)
     lr: float = 2e-4
@@ -75,8 +75,8 @@ class SkipDecoderTrainConfig:
 
 @dataclass(frozen=True)
 class UpsamplerTrainConfig:
-    steps: int = 3000
-    batch: int = 32
+    steps: int = 2000
+    batch: int = 16
     lr: float = 5e-4
     warmup: int = 100
     ema: float = 0.999
