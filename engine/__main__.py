@@ -351,7 +351,7 @@ def _bench_upscale_request(args, tmp: Path):
 def cmd_train(args) -> int:
     from .train.recipe import train
 
-    train(args.preset, args.out or f"runs/{args.preset}", args.device, tuple(args.stages.split(",")))
+    train(args.preset, args.out or f"runs/{args.preset}", args.device, tuple(args.stages.split(",")), args.threads)
     return 0
 
 
@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     t.add_argument("--out", help="output folder (default: runs/PRESET)")
     t.add_argument("--device")
+    t.add_argument("--threads", type=int, help="CPU threads (default: the preset's)")
     t.add_argument(
         "--stages",
         default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale",

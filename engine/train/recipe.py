@@ -178,7 +178,13 @@ def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
     return dataclasses.replace(gcfg, dit=dit)
 
 
-def train(preset: str, out: str | Path, device: str | None = None, stages: tuple[str, ...] = STAGES) -> Path:
+def train(
+    preset: str,
+    out: str | Path,
+    device: str | None = None,
+    stages: tuple[str, ...] = STAGES,
+    threads: int | None = None,
+) -> Path:
     """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
     joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
     (decoder-only fine-tune on the fixed latent space), rewrite (the prompt rewriter; presets that
@@ -193,7 +199,7 @@ def train(preset: str, out: str | Path, device: str | None = None, stages: tuple
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     p = PRESETS[preset]
     gen_dtype = getattr(torch, p.generator_dtype)
-    rt = setup(device, p.threads)
+    rt = setup(device, threads or p.threads)  # two stages side by side on 2 cores: 1 thread each
     out = Path(out)
     t0 = time.perf_counter()
     tae = None

@@ -126,9 +126,12 @@ def make_example(i: int, dcfg: UpscaleDataConfig, tae: TAE) -> tuple[np.ndarray,
 
 def build_data(dcfg: UpscaleDataConfig, tae: TAE, rt: Runtime, run: Path) -> UpscaleData:
     """Render, degrade and encode every clip once; cached in `run` in chunks (resumable)."""
-    key = hashlib.sha256(
-        json.dumps([asdict(dcfg), float(sum(p.detach().float().sum() for p in tae.parameters()))]).encode()
-    ).hexdigest()[:12]
+    # The key names the data's recipe and the exact TAE weights (their bytes: a float sum of the
+    # weights changes in its last digits with the thread count).
+    h = hashlib.sha256(json.dumps(asdict(dcfg)).encode())
+    for v in tae.state_dict().values():
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    key = h.hexdigest()[:12]
     total = dcfg.world_clips + dcfg.photo_clips
     parts: dict[str, list[torch.Tensor]] = {"truth": [], "enlarged": [], "z": [], "c": []}
     t0 = time.perf_counter()
