@@ -263,6 +263,7 @@ def cmd_eval(args) -> int:
 
 def cmd_bench(args) -> int:
     import dataclasses
+    import resource
     import tempfile
 
     import torch
@@ -314,6 +315,8 @@ def cmd_bench(args) -> int:
                     "preview_overhead_pct": round(100 * (med(t for t, _ in with_prev) / med(plain) - 1), 2),
                     "first_preview_median_s": round(med(f for _, f in with_prev), 3),
                     "cache_hit_median_s": round(med(hits), 3),
+                    # The whole process's peak resident memory (Linux reports KiB).
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 },
                 indent=2,
             )
