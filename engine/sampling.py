@@ -109,7 +109,10 @@ def two_scale_velocity(
 
 
 def windowed(
-    model: Callable[..., torch.Tensor], window: int | tuple[int, ...], overlap: int | tuple[int, ...]
+    model: Callable[..., torch.Tensor],
+    window: int | tuple[int, ...],
+    overlap: int | tuple[int, ...],
+    batch: int = 8,
 ) -> Callable[..., torch.Tensor]:
     """The model run over overlapping windows, blended where they overlap (MultiDiffusion):
     clips longer or larger than what it was trained on keep its quality, and its memory stays
@@ -120,7 +123,8 @@ def windowed(
     An int window tiles time only, joined with SYSTEM.md's linear blend (`blend_tiles`). A tuple
     tiles the trailing axes it names, e.g. (t, h, w) in latent positions for the upsampler, joined
     by `blend_nd`'s normalised average so a spatial grid has no seams; an int overlap with a tuple
-    window is the same overlap on every axis, and an axis shorter than its window is not cut."""
+    window is the same overlap on every axis, and an axis shorter than its window is not cut.
+    `batch` tiles share one model call (tuple windows)."""
     if isinstance(window, int):
         if not isinstance(overlap, int):
             raise TypeError("an int window (time only) takes an int overlap")
@@ -145,12 +149,30 @@ def windowed(
         if all(n <= k for n, k in zip(total, tile, strict=True)):
             return model(x, t, **kwargs)
         spans = grid_spans(total, tile, over)
+        boxes = tile_boxes(total, tile, over)
+        b = x.shape[0]
 
-        def pieces():  # one tile at a time, so only the tile being blended is alive
-            for box in tile_boxes(total, tile, over):
-                region = (..., *(slice(s, s + n) for s, n in zip(box, tile, strict=True)))
-                part = {k: v[region] if k == "cond" and v is not None else v for k, v in kwargs.items()}
-                yield box, model(x[region], t, **part)  # (B, C, *tile clipped to the clip)
+        def pieces():
+            # Tiles go through the model `batch` at a time: every tile has the same shape (the
+            # last one along an axis is pulled back inside the clip), and on a CPU a few larger
+            # calls beat many small ones. Only those tiles' outputs are alive while blending.
+            for i in range(0, len(boxes), batch):
+                group = boxes[i : i + batch]
+                regions = [(..., *(slice(s, s + n) for s, n in zip(box, tile, strict=True))) for box in group]
+                k = len(group)
+                part = {
+                    name: (
+                        torch.cat([v[r] for r in regions])
+                        if name == "cond"
+                        else torch.cat([v] * k)
+                        if isinstance(v, torch.Tensor)
+                        else v
+                    )
+                    for name, v in kwargs.items()
+                    if v is not None
+                }
+                out = model(torch.cat([x[r] for r in regions]), torch.cat([t] * k), **part)  # (k*B, C, *tile)
+                yield from zip(group, out.split(b), strict=True)
 
         return blend_nd(pieces(), total, spans)  # (B, C, *total)
 

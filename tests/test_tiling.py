@@ -108,8 +108,10 @@ def test_windowed_in_space_and_time_equals_one_pass_for_a_pointwise_model(shape,
     seen = []
 
     def add(x, t, cond=None, context=None):
-        seen.append(x.shape[2:])
-        assert cond.shape == x.shape and context.shape == (2, 5)  # cond cut like x, context shared
+        k = x.shape[0] // 2  # tiles batched into one call
+        seen.extend([x.shape[2:]] * k)
+        # cond is cut like x; the context is every tile's (repeated along the batch)
+        assert cond.shape == x.shape and torch.equal(context, torch.cat([ctx] * k)) and t.shape == (2 * k,)
         return x + cond
 
     def double(x, t, cond=None, context=None):
@@ -117,8 +119,8 @@ def test_windowed_in_space_and_time_equals_one_pass_for_a_pointwise_model(shape,
 
     g = torch.Generator().manual_seed(0)
     x, cond = torch.randn(2, *shape, generator=g), torch.randn(2, *shape, generator=g)
-    context = torch.randn(2, 5)
-    out = windowed(add, window, overlap)(x, torch.zeros(2), cond=cond, context=context)
+    context = ctx = torch.randn(2, 5)
+    out = windowed(add, window, overlap, batch=3)(x, torch.zeros(2), cond=cond, context=context)
     ov = (overlap,) * 3 if isinstance(overlap, int) else overlap
     assert len(seen) == len(tile_boxes(tuple(shape[1:]), window, ov)) > 1
     assert all(s[a] == min(window[a], shape[1 + a]) for s in seen for a in range(3))
@@ -146,9 +148,10 @@ def test_tile_means_blend_smoothly_across_seams():
     x = torch.randn(1, 1, *total, generator=torch.Generator().manual_seed(3)) * 4
     means = []
 
-    def tile_mean(x, t, cond=None):
-        means.append(x.mean())
-        return torch.full_like(x, float(x.mean()))
+    def tile_mean(x, t, cond=None):  # x holds several tiles along the batch
+        m = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)  # (k, 1, 1, 1, 1)
+        means.extend(m.flatten())
+        return m.expand_as(x).clone()
 
     out = windowed(tile_mean, window, overlap)(x, torch.zeros(1))[0, 0]
     boxes = tile_boxes(total, window, overlap)
