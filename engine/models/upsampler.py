@@ -15,13 +15,11 @@ TAE's, so the latent space is the one the generators know.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..tiling import blend_nd, tile_boxes
+from ..tiling import blend_nd, grid_spans, tile_boxes
 from .tae import TAE, Decoder, TAEConfig, depth_to_space, space_to_depth
 
 
@@ -72,8 +70,10 @@ class SkipDecoder(nn.Module):
                     out = F.pad(out, (0, 0, 0, 0, 0, n - out.shape[2]), mode="replicate")
                 yield (t0 * k, h0 * s, w0 * s), out
 
-        full = (total[0] * k, total[1] * s, total[2] * s)
-        return blend_nd(list(pieces()), full)[:, :, :frames].clamp(-1, 1)
+        # The same grid in pixels, laid out up front so tiles stream into the blend one at a time.
+        px = lambda v: (v[0] * k, v[1] * s, v[2] * s)  # noqa: E731
+        spans = grid_spans(px(total), px(tile), px(overlap))
+        return blend_nd(pieces(), px(total), spans)[:, :, :frames].clamp_(-1, 1)
 
 
 def to_pixels(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -84,19 +84,15 @@ def to_pixels(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def encode_tiled(tae: TAE, frames: torch.Tensor, tile: int = 256, overlap: int = 64) -> torch.Tensor:
     """uint8 frames (T, H, W, 3), sides multiples of the TAE's 8 -> normalised latents (1, Cz, t,
-    H/8, W/8): overlapping spatial tiles of `tile` pixels (the TAE tiles time itself), averaged
-    where they overlap, so a large frame costs the memory of one tile."""
-    s = tae.cfg.spatial_down
-    lat = (frames.shape[1] // s, frames.shape[2] // s)
-    n, o = tile // s, overlap // s
+    H/8, W/8): overlapping tiles of `tile` pixels in space and of the TAE's own tile length in time,
+    averaged where they overlap, so only one tile is ever held in float."""
+    k, s = tae.cfg.temporal_down, tae.cfg.spatial_down
+    lat = (-(-frames.shape[0] // k), frames.shape[1] // s, frames.shape[2] // s)
+    size = (tae.cfg.tile_latents, tile // s, tile // s)
+    over = (tae.cfg.tile_overlap, overlap // s, overlap // s)
     device = tae.latent_mean.device
     pieces = []
-    for h0, w0 in tile_boxes(lat, (n, n), (o, o)):
-        crop = frames[:, h0 * s : (h0 + n) * s, w0 * s : (w0 + n) * s]
-        pieces.append(((h0, w0), tae.encode(to_pixels(crop, device))))  # (1, Cz, t, <=n, <=n)
+    for t0, h0, w0 in tile_boxes(lat, size, over):
+        crop = frames[t0 * k : (t0 + size[0]) * k, h0 * s : (h0 + size[1]) * s, w0 * s : (w0 + size[2]) * s]
+        pieces.append(((t0, h0, w0), tae.normalize(tae.encode_raw(to_pixels(crop, device)))))  # (1, Cz, <=8, ...)
     return blend_nd(pieces, lat)
-
-
-def padded_side(side: int, multiple: int) -> int:
-    """The smallest multiple of `multiple` that holds `side` (inputs are padded, results cropped)."""
-    return int(math.ceil(side / multiple) * multiple)
