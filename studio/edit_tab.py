@@ -24,6 +24,7 @@ from engine.requests import EDIT_TASK_CHOICES, CancelToken, EditRequest, Error, 
 from engine.video_io import VideoInputError, read_image, read_video, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
+from .events import stream_updates
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
@@ -501,22 +502,17 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
     ):
         settings = (video, mode, instruction, prompt, edit_task, seed, steps, guidance, source_guidance, strength)
         session = request.session_hash if request else "local"
-        for ev in h.edit(*settings, schedule, rewrite, upscale, session=session):
-            if "progress" in ev:
-                progress(ev["progress"], desc=ev["status"])
-            if "error" in ev:
-                if not ev.get("cancelled"):
-                    gr.Warning(ev["error"])
-                yield {status: f"**{ev['error']}**"}
-                return
-            out = {status: ev["status"]} if "status" in ev else {}
+
+        def fill(ev: dict, out: dict) -> None:
             if "preview" in ev:
                 out[preview] = ev["preview"]
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
                 out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
-            yield out
+
+        events = h.edit(*settings, schedule, rewrite, upscale, session=session)
+        yield from stream_updates(events, progress, status, fill)
 
     event = go.click(
         run,

@@ -16,6 +16,7 @@ import numpy as np
 from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
+from .events import stream_updates
 
 EXAMPLES = [
     "a red circle moving left on a blue background",
@@ -303,15 +304,9 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
     ):
         settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
         session = request.session_hash if request else "local"
-        for ev in h.generate(*settings, batch=batch, session=session):
-            if "progress" in ev:
-                progress(ev["progress"], desc=ev["status"])
-            if "error" in ev:
-                if not ev.get("cancelled"):
-                    gr.Warning(ev["error"])
-                yield {status: f"**{ev['error']}**"}
-                return
-            out = {status: ev["status"]} if "status" in ev else {}
+        paths = {"last": last_path, "previous": prev_path}
+
+        def fill(ev: dict, out: dict) -> None:
             if "reading" in ev:
                 out[reading] = ev["reading"]
             if "preview" in ev:
@@ -324,13 +319,15 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 out[image] = gr.Image(value=path if is_image and not up else None, visible=is_image and not up)
                 out[board] = gr.HTML(value=ev.get("board", ""), visible=up)
                 out[upscale4] = gr.Button(interactive=engine.upsampler is not None and not up)
-                prev_path, last_path = (last_path or prev_path), path
-                out[last] = last_path
-                out[previous] = prev_path
+                paths["previous"], paths["last"] = (paths["last"] or paths["previous"]), path
+                out[last] = paths["last"]
+                out[previous] = paths["previous"]
                 if len(ev["results"]) > 1:
                     thumbs = [str(Path(p).with_name(Path(p).stem + ".thumb.png")) for p in ev["results"]]
                     out[shelf] = gr.Gallery(value=thumbs, visible=True)
-            yield out
+
+        events = h.generate(*settings, batch=batch, session=session)
+        yield from stream_updates(events, progress, status, fill)
 
     event = go.click(
         run,

@@ -20,6 +20,7 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, write_png
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .edit_tab import VIDEO_TYPES
+from .events import stream_updates
 from .t2v_tab import NO_UPSAMPLER, large_preview_strip
 
 KNOWS = (
@@ -274,21 +275,16 @@ def build_upscale_tab(
 
     def run(video, k, n_steps, seed_value, sched, request: gr.Request, progress=gr.Progress()):
         session = request.session_hash if request else "local"
-        for ev in h.upscale(video, k, n_steps, seed_value, sched, session=session):
-            if "progress" in ev:
-                progress(ev["progress"], desc=ev["status"])
-            if "error" in ev:
-                if not ev.get("cancelled"):
-                    gr.Warning(ev["error"])
-                yield {status: f"**{ev['error']}**"}
-                return
-            out = {status: ev["status"]} if "status" in ev else {}
+
+        def fill(ev: dict, out: dict) -> None:
             if "preview" in ev:
                 out[preview] = ev["preview"]
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
-            yield out
+
+        events = h.upscale(video, k, n_steps, seed_value, sched, session=session)
+        yield from stream_updates(events, progress, status, fill)
 
     outputs_ = [status, preview, board, last]
     event = go.click(run, controls.as_list(), outputs_, concurrency_limit=1, concurrency_id=concurrency_id)
