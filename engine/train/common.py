@@ -198,3 +198,18 @@ def load_state(folder: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: 
     }
     opt.load_state_dict(sd)
     return int(meta["step"])
+
+
+def resume(folder: Path, model: torch.nn.Module, ema: torch.nn.Module, opt, rt: Runtime, name: str) -> int:
+    """The step to start from: the saved state in `folder` if there is one (loaded), else 0."""
+    start = load_state(folder, model, ema, opt)
+    if rt.main and start:
+        print(f"[{name}] resumed at step {start}", flush=True)
+    return start
+
+
+def step_rng(seed: int, step: int, rank: int, gen: torch.Generator) -> np.random.Generator:
+    """Every step's randomness drawn from (seed, step, rank), NumPy's and `gen`'s: a resumed run
+    draws what the uninterrupted one would have."""
+    gen.manual_seed(seed * 100003 + step * 17 + rank)
+    return np.random.default_rng([seed, step, rank])

@@ -35,7 +35,7 @@ from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
 from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, load_state, optimizer_step, save_state, set_lr, update_ema
+from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
 from .t2v_stage import encode_dataset
 
 
@@ -210,14 +210,11 @@ def train_edit(
         {"params": [p for k, p in named if k.startswith(NEW_PARTS)], "lr_mult": tcfg.new_lr_mult},
     ]
     opt = torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = load_state(run / "resume", model, ema, opt)
-    if rt.main and start:
-        print(f"[edit] resumed at step {start}", flush=True)
+    start = resume(run / "resume", model, ema, opt, rt, "edit")
     gen = torch.Generator()
     log = Logger(rt, "edit", tcfg.steps, every=25)
     for step in range(start, tcfg.steps):
-        rng = np.random.default_rng([tcfg.seed, step, rt.rank])
-        gen.manual_seed(tcfg.seed * 100003 + step * 17 + rt.rank)
+        rng = step_rng(tcfg.seed, step, rt.rank, gen)
         set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
         image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
         data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)

@@ -41,7 +41,7 @@ from ..upscale_data import TRAIN_PHOTOS, DegradeConfig, degrade, load_photo, pan
 from ..world.data import to_frames, to_tensor
 from ..world.render import render
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, load_state, optimizer_step, save_state, set_lr, update_ema
+from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
 from .tae_stage import edge_loss
 
 
@@ -177,16 +177,13 @@ def train_skip_decoder(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = load_state(run / "updecoder-resume", model, ema, opt)
-    if rt.main and start:
-        print(f"[updecoder] resumed at step {start}", flush=True)
+    start = resume(run / "updecoder-resume", model, ema, opt, rt, "updecoder")
     k = tae.cfg.temporal_down
     mean, std = tae.latent_mean.to(rt.device), tae.latent_std.to(rt.device)
     gen = torch.Generator()
     log = Logger(rt, "updecoder", tcfg.steps, every=25)
     for step in range(start, tcfg.steps):
-        rng = np.random.default_rng([tcfg.seed, step, rt.rank])
-        gen.manual_seed(tcfg.seed * 100003 + step * 17 + rt.rank)
+        rng = step_rng(tcfg.seed, step, rt.rank, gen)
         set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         t0 = int(rng.integers(0, data.truth.shape[1] - tcfg.frames + 1) // k * k)
@@ -220,14 +217,11 @@ def train_upsampler(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = load_state(run / "upscale-resume", model, ema, opt)
-    if rt.main and start:
-        print(f"[upscale] resumed at step {start}", flush=True)
+    start = resume(run / "upscale-resume", model, ema, opt, rt, "upscale")
     gen = torch.Generator()
     log = Logger(rt, "upscale", tcfg.steps, every=25)
     for step in range(start, tcfg.steps):
-        rng = np.random.default_rng([tcfg.seed, step, rt.rank])
-        gen.manual_seed(tcfg.seed * 100003 + step * 17 + rt.rank)
+        rng = step_rng(tcfg.seed, step, rt.rank, gen)
         set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         x1, cond = data.z[idx].to(rt.device).float(), data.c[idx].to(rt.device).float()
