@@ -2,6 +2,9 @@
 
 python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v2] [--device cpu]
               [--cache-dir cache] [--outputs-dir outputs] [--auth user:password] [--max-upload-mb 200]
+
+Results (with their JSON and sidecars) and saved characters (outputs/characters/) live in the
+outputs folder, the one folder the page may load files from.
 """
 
 from __future__ import annotations

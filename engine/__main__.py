@@ -3,8 +3,9 @@
 python -m engine generate --prompt "a red circle moving left on a blue background" --seed 0 --out out.mp4
 python -m engine edit --video in.mp4 --instruction "make the circle yellow" --seed 0 --out out.mp4
 python -m engine upscale --video in.mp4 --out out.mp4
-python -m engine eval t2v | tae | edit | upscale
-python -m engine bench [t2v | edit | upscale]
+python -m engine personalize --reference char.png --prompt "the character moving right on a green background" --out out.mp4
+python -m engine eval t2v | tae | edit | upscale | personalize
+python -m engine bench [t2v | edit | upscale | personalize]
 python -m engine train --preset shapes-v2 --out runs/shapes-v2
 """
 
@@ -203,11 +204,51 @@ def cmd_upscale(args) -> int:
     return _run_printing(_engine(args), req, args, describe)
 
 
+def _personalize_args(p: argparse.ArgumentParser) -> None:
+    from .requests import PersonalizeRequest
+    from .sampling import SCHEDULES
+
+    d = PersonalizeRequest(reference="", prompt="")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--guidance", type=float, default=d.guidance, help="follow the prompt (s_T)")
+    p.add_argument("--reference-guidance", type=float, default=d.reference_guidance, help="look like the reference")
+    p.add_argument("--frames", type=int, default=d.frames, help="1 = an image")
+    p.add_argument("--fps", type=float, default=d.fps)
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule)
+    _upscale_flag(p)
+
+
+def _personalize_request(args, reference: str, prompt: str):
+    from .requests import PersonalizeRequest
+
+    return PersonalizeRequest(
+        reference=reference,
+        prompt=prompt,
+        reference_name=getattr(args, "name", "") or "",
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        reference_guidance=args.reference_guidance,
+        frames=args.frames,
+        fps=args.fps,
+        schedule=args.schedule,
+        upscale=getattr(args, "upscale", 0),
+    )
+
+
+def cmd_personalize(args) -> int:
+    def describe(meta: dict) -> list[str]:
+        return [f"reference: {meta['reference']['summary']}"]
+
+    return _run_printing(_engine(args), _personalize_request(args, args.reference, args.prompt), args, describe)
+
+
 def cmd_eval(args) -> int:
     import tempfile
 
     if args.n is None:
-        args.n = {"edit": 12, "upscale": 12}.get(args.what, 48)
+        args.n = {"edit": 12, "upscale": 12, "personalize": 40}.get(args.what, 48)
     engine = _engine(args)
     scratch = tempfile.TemporaryDirectory()  # evaluation clips must not flood the studio's history
     engine.outputs_dir = Path(scratch.name)
@@ -233,6 +274,14 @@ def cmd_eval(args) -> int:
         res["settings"] |= {"per_task": args.n, "sdedit_strengths": strengths}
         log = print if args.verbose else lambda *_: None
         res |= evaluate_edit(engine, args.n, base, strengths, t2v_sources=args.t2v_sources, log=log)
+    elif args.what == "personalize":
+        from .eval.personalize import evaluate_personalize
+
+        base = _personalize_request(args, "", "x")
+        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("reference", "prompt", "seed")}}
+        res["settings"] |= {"model": engine.personalizer_id, "precision": engine.precision}
+        log = print if args.verbose else lambda *_: None
+        res |= evaluate_personalize(engine, args.n, base, analyser_clips=args.analyser_clips, log=log)
     elif args.what == "upscale":
         from .eval.upscale import evaluate_upscale
         from .requests import UpscaleRequest
@@ -290,6 +339,8 @@ def cmd_bench(args) -> int:
             base = _bench_edit_request(args, Path(tmp))
         elif args.what == "upscale":
             base = _bench_upscale_request(args, Path(tmp))
+        elif args.what == "personalize":
+            base = _bench_personalize_request(args, Path(tmp))
         else:
             base = _request(args, args.prompt)
         seeds = [dataclasses.replace(base, seed=i) for i in range(args.repeats)]
@@ -351,6 +402,18 @@ def _bench_upscale_request(args, tmp: Path):
     return UpscaleRequest(video=str(src), steps=args.upscale_steps, schedule=args.upscale_schedule)
 
 
+def _bench_personalize_request(args, tmp: Path):
+    """A held-out character's reference as a PNG, and the default 32-frame clip of it."""
+    from PIL import Image
+
+    from .world.characters import Character
+
+    path = tmp / "reference.png"
+    Image.fromarray(Character("star", "red", "cyan", "hstripes").reference("white", 256)).save(path)
+    args.reference_guidance = getattr(args, "reference_guidance", 2.0)
+    return _personalize_request(args, str(path), "the character moving right on a green background")
+
+
 def cmd_train(args) -> int:
     from .train.recipe import train
 
@@ -390,8 +453,18 @@ def main(argv: list[str] | None = None) -> int:
     _common(u)
     u.set_defaults(fn=cmd_upscale)
 
+    pz = sub.add_parser("personalize", help="a character from a reference image doing what the prompt says (PT2V)")
+    pz.add_argument("--reference", required=True, help="PNG, JPEG or WebP: one character alone on a plain background")
+    pz.add_argument("--prompt", required=True, help="e.g. 'the character moving right on a green background'")
+    pz.add_argument("--name", default="", help="the character's name, recorded with the result")
+    pz.add_argument("--out", help="output .mp4 (or .png with --frames 1); default: outputs/")
+    pz.add_argument("--quiet", action="store_true")
+    _personalize_args(pz)
+    _common(pz)
+    pz.set_defaults(fn=cmd_personalize)
+
     e = sub.add_parser("eval", help="quality figures on held-out data")
-    e.add_argument("what", choices=["t2v", "tae", "edit", "upscale"])
+    e.add_argument("what", choices=["t2v", "tae", "edit", "upscale", "personalize"])
     e.add_argument(
         "--n", type=int, default=None, help="prompts (t2v, 48), clips (tae, 48), sources per task (edit, 12)"
     )
@@ -399,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--strengths", default="0.5,0.75", help="edit: SDEdit baseline strengths, comma-separated")
     e.add_argument("--t2v-sources", type=int, default=12, help="edit / upscale: T2V outputs edited or upscaled")
     e.add_argument("--photos", type=int, default=8, help="upscale: clips panned over the held-out photos")
+    e.add_argument("--analyser-clips", type=int, default=300, help="personalize: truth clips the analyser reads")
+    e.add_argument("--reference-guidance", type=float, default=2.0, help="personalize: look like the reference")
     _upscale_sampling(e)
     e.add_argument("--verbose", action="store_true")
     e.add_argument("--sets", default="held_out,handwritten,typed", help="t2v prompt sets, comma-separated")
@@ -407,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="generation time (median of N after a warm-up) and cache-hit time")
-    b.add_argument("what", nargs="?", choices=["t2v", "edit", "upscale"], default="t2v")
+    b.add_argument("what", nargs="?", choices=["t2v", "edit", "upscale", "personalize"], default="t2v")
+    b.add_argument("--reference-guidance", type=float, default=2.0, help="personalize: look like the reference")
     b.add_argument("--seconds", type=float, default=4.0, help="upscale: length of the 8 fps source clip")
     _upscale_sampling(b)
     b.add_argument("--prompt", default="a red circle moving left on a blue background")
@@ -426,8 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--threads", type=int, help="CPU threads (default: the preset's)")
     t.add_argument(
         "--stages",
-        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale",
-        help="comma list of tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale (a stage left out reuses OUT)",
+        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,chartae,pt2v",
+        help="comma list of tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,chartae,pt2v (a stage left out"
+        " reuses OUT)",
     )
     t.set_defaults(fn=cmd_train)
 

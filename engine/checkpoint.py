@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,9 @@ def config_from_dict(cls: type[C], data: dict) -> C:
             continue
         value, hint = data[f.name], hints[f.name]
         origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType) and isinstance(value, dict):  # `Config | None`
+            hint = next(a for a in typing.get_args(hint) if dataclasses.is_dataclass(a))
+            origin = None
         if dataclasses.is_dataclass(hint):
             value = config_from_dict(hint, value)
         elif origin is tuple:

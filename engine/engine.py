@@ -26,6 +26,7 @@ from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
 from .models.upsampler import SkipDecoder, encode_tiled
 from .precision import bf16_is_fast
+from .reference import PreparedReference, prepare_reference
 from .requests import (
     MAX_PROMPT_CHARS,
     Cancelled,
@@ -33,6 +34,7 @@ from .requests import (
     EditRequest,
     Error,
     Event,
+    PersonalizeRequest,
     Preview,
     Progress,
     Request,
@@ -41,7 +43,7 @@ from .requests import (
     T2VRequest,
     UpscaleRequest,
 )
-from .tasks import Prepared, denoise, prepare_edit, prepare_sdedit, prepare_t2v, prepare_upscale
+from .tasks import Prepared, denoise, prepare_edit, prepare_personalize, prepare_sdedit, prepare_t2v, prepare_upscale
 from .upscale_data import upscale_bicubic
 from .video_io import (
     NormalizedClip,
@@ -129,12 +131,26 @@ class Engine:
         self.upsampler = self._load(up, Generator, GeneratorConfig) if has_upsampler else None
         self.updecoder = self._load(updec, SkipDecoder, TAEConfig) if has_upsampler else None
         self.upsampler_id = f"{self.model_id}+{file_digest(up)[:8]}{file_digest(updec)[:8]}" if has_upsampler else ""
+        # And personalization: the T2V generator grown with a vision encoder for the reference.
+        pt = self.model_dir / "personalize"
+        has_pt2v = (pt / "config.json").is_file()
+        self.personalizer = self._load(pt, Generator, GeneratorConfig) if has_pt2v else None
+        self.personalizer_id = f"{self.model_id}+{file_digest(pt)[:8]}" if has_pt2v else ""
         self.limits = limits
         self.upscale_max_side = UPSCALE_MAX_SIDE  # longer uploads are reduced to this before upscaling
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
         self._scenes: dict[str, Scene | None] = {}  # what the analyser read in recent sources
+
+    def _model_ids(self) -> dict[int, str]:
+        """Each task model's id (names cache entries and results), by the model object's id."""
+        models = (
+            (self.editor, self.editor_id),
+            (self.upsampler, self.upsampler_id),
+            (self.personalizer, self.personalizer_id),
+        )
+        return {id(m): i for m, i in models if m is not None}
 
     def _load(self, path: Path, cls, cfg_cls):
         cfg = config_from_dict(cfg_cls, read_config(path)["config"])
@@ -145,7 +161,7 @@ class Engine:
         """Text tokens for one prompt (or instruction) through `model`'s text encoder (default: the
         T2V generator's), from the cache when that model has seen it before."""
         model = model or self.generator
-        owner = {id(self.editor): self.editor_id, id(self.upsampler): self.upsampler_id}.get(id(model))
+        owner = self._model_ids().get(id(model))
         key = cache_key("text", owner or self.model_id, prompt)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
@@ -172,7 +188,7 @@ class Engine:
         One job at a time per engine, whoever calls (the studio's queue, a script, a test)."""
         try:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
-            _check_out(out, req.frames if isinstance(req, T2VRequest) else None)  # before any work
+            _check_out(out, req.frames if isinstance(req, T2VRequest | PersonalizeRequest) else None)  # before work
             with self._lock:
                 job = self._job(req)
                 _check_out(out, job.frames)  # an upload's frame count is known once it is read
@@ -218,6 +234,8 @@ class Engine:
             return self._job_edit(req)
         if isinstance(req, UpscaleRequest):
             return self._job_upscale(req)
+        if isinstance(req, PersonalizeRequest):
+            return self._job_personalize(req)
         return self._job_t2v(req)
 
     def _need_upsampler(self) -> None:
@@ -274,6 +292,42 @@ class Engine:
             audio_from=Path(req.video) if frames > 1 else None,
             decode=decode,
             sidecars={"bicubic": bicubic},
+        )
+
+    def load_reference(self, path: str | Path) -> PreparedReference:
+        """A reference image as the personalization model will see it: the character found on its
+        plain background, centred at r = 0.3. Raises ReferenceError (a VideoInputError) with a
+        message for the user when it cannot be read."""
+        size = self.personalizer.cfg.reference.size if self.personalizer is not None else 64
+        return prepare_reference(path, size)
+
+    def _job_personalize(self, req: PersonalizeRequest) -> _Job:
+        """Movie Gen PT2V: the prepared reference's tokens beside the prompt's. The reference as the
+        model saw it is written beside the result, so the result keeps it whatever happens to
+        the upload or the saved character."""
+        if self.personalizer is None:
+            raise RequestError(
+                f"The model folder {self.model_dir} has no personalization model (a 'personalize' folder);"
+                " use a model folder that has one."
+            )
+        ref = self.load_reference(req.reference)
+        image = torch.from_numpy(ref.image.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+        image = image.to(self.device)  # (1, 3, S, S)
+        model = self.personalizer
+        encode = partial(self.encode_prompt, model=model)
+        given = req.to_dict() | {"reference": ref.digest, "reference_name": ""}  # the content decides
+        name = req.reference_name or Path(req.reference).name
+        ref_meta = {"name": name, "file": Path(req.reference).name, "sha256": ref.digest, "summary": ref.summary}
+        return _Job(
+            key=cache_key("personalize", self.personalizer_id, self.precision, given),
+            prepare=lambda: prepare_personalize(req, self.tae, encode, model.with_reference, image),
+            model=model,
+            frames=req.frames,
+            shape=(req.size, req.size),
+            steps=req.steps,
+            fps=req.fps,
+            meta={"reference": ref_meta},
+            sidecars={"reference": ref.image[None]},
         )
 
     def _job_t2v(self, req: T2VRequest) -> _Job:
@@ -380,7 +434,7 @@ class Engine:
             if self.cache is not None:
                 self.cache.put(job.key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
         meta = {"request": req.to_dict()} | job.meta
-        model_id = {id(self.editor): self.editor_id, id(self.upsampler): self.upsampler_id}.get(id(job.model))
+        model_id = self._model_ids().get(id(job.model))
         meta |= {
             "model": model_id or self.model_id,
             "engine": VERSION,
@@ -449,8 +503,9 @@ class Engine:
         out = Path(out)
         # Clips that go with the result (the upscaler's bicubic baseline), named after it.
         for name, clip in (sidecars or {}).items():
-            side = out.with_name(f"{out.stem}.{name}{out.suffix}")
-            if image:
+            still = image or len(clip) == 1  # a still beside a clip (a reference) is a PNG
+            side = out.with_name(f"{out.stem}.{name}{'.png' if still else out.suffix}")
+            if still:
                 write_png(side, clip[0])
             else:
                 write_video(side, clip, fps, {})

@@ -53,7 +53,7 @@ class T2VRequest:
         return {"task": self.task} | asdict(self)
 
 
-def _check_sampling(req: T2VRequest | EditRequest, size_multiple: int, max_size: int) -> None:
+def _check_sampling(req: T2VRequest | EditRequest | PersonalizeRequest, size_multiple: int, max_size: int) -> None:
     """The settings every generating task shares: steps, guidance, size, schedule, frame rate, seed,
     and the upscale that may follow."""
     if req.upscale not in (0, *UPSCALE_FACTORS):
@@ -153,7 +153,50 @@ class UpscaleRequest:
         return {"task": self.task} | asdict(self)
 
 
-Request = T2VRequest | EditRequest | UpscaleRequest
+@dataclass(frozen=True)
+class PersonalizeRequest:
+    """Movie Gen PT2V: a character from a reference image, doing what the prompt says."""
+
+    reference: str  # an image (PNG, JPEG, WebP) of the character alone on a plain background
+    prompt: str  # names it: "the character moving right on a green background" (or "it", "my character")
+    reference_name: str = ""  # the saved character's name, if it is one ("Stripey"); recorded only
+    seed: int = 0
+    steps: int = 24
+    guidance: float = 5.0  # follow the prompt (s_T)
+    reference_guidance: float = 2.0  # look like the reference (s_R)
+    frames: int = 32  # 1 = an image
+    size: int = 64
+    fps: float = 8.0
+    schedule: str = "linear-quadratic"
+    upscale: int = 0  # 2 or 4: upscale the result in the same job (both are kept); 0: no
+
+    task = "personalize"
+
+    def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
+        if not str(self.reference).strip():
+            raise RequestError(
+                "No reference image: upload a picture (PNG, JPEG or WebP) of your character alone on a plain"
+                " background, pick a saved character, or take a frame from a result."
+            )
+        if not self.prompt.strip():
+            raise RequestError(
+                "The prompt is empty. Say what the character does, e.g. 'the character moving right on a green"
+                " background'."
+            )
+        for name, value in (("prompt", self.prompt), ("reference name", self.reference_name)):
+            if len(value) > MAX_PROMPT_CHARS:
+                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        if not 1 <= self.frames <= max_frames:
+            raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
+        if not 0.0 <= self.reference_guidance <= 30.0:
+            raise RequestError(f"reference guidance must be between 0 and 30, got {self.reference_guidance}.")
+        _check_sampling(self, size_multiple, max_size)
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+Request = T2VRequest | EditRequest | UpscaleRequest | PersonalizeRequest
 
 
 class CancelToken:

@@ -13,7 +13,7 @@ import torch
 
 from .models.generator import Generator
 from .models.tae import TAE
-from .requests import EditRequest, T2VRequest, UpscaleRequest
+from .requests import EditRequest, PersonalizeRequest, T2VRequest, UpscaleRequest
 from .sampling import SCHEDULES, euler, guided_velocity, interpolate, sdedit_times, two_scale_velocity, windowed
 
 EncodePrompt = Callable[[str], dict[str, torch.Tensor]]
@@ -118,6 +118,29 @@ def prepare_upscale(
         frames=frames,
         window=window,
         overlap=overlap,
+    )
+
+
+def prepare_personalize(
+    req: PersonalizeRequest,
+    tae: TAE,
+    encode: EncodePrompt,
+    with_reference: Callable[[dict[str, torch.Tensor], torch.Tensor | None], dict[str, torch.Tensor]],
+    reference: torch.Tensor,
+) -> Prepared:
+    """Movie Gen PT2V: the reference's tokens (reference (1, 3, S, S) in [-1, 1]) join the prompt's
+    in the context. Two-scale guidance as in editing, the reference in the source's place:
+    v = v(none) + s_R (v(reference) - v(none)) + s_T (v(reference, prompt) - v(reference))."""
+    return Prepared(
+        shape=(1, *tae.cfg.latent_shape(req.frames, req.size, req.size)),
+        cond=with_reference(encode(req.prompt), reference),
+        source=with_reference(encode(""), reference),
+        uncond=encode(""),
+        guidance=req.guidance,
+        source_guidance=req.reference_guidance,
+        times=SCHEDULES[req.schedule](req.steps),
+        seed=req.seed,
+        frames=req.frames,
     )
 
 

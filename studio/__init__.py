@@ -1,7 +1,8 @@
 """The studio: Gradio Blocks UI only (no torch, no model code). build_ui(engine) -> gr.Blocks.
 
 One module per tab builds its layout; this file wires what crosses tabs (reopen a result in its
-tab, compare from history or right after a generation, send a result on, upscale the last result).
+tab, compare from history or right after a generation, send a result on, upscale the last result,
+saved characters listed afresh on each page load).
 All model work goes
 through the one Engine, one job at a time: every engine event shares one concurrency_id with
 limit 1, so waiting jobs see their queue position.
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import edit_tab, upscale_tab
+from . import edit_tab, personalize_tab, upscale_tab
+from .characters import CharacterStore
 from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
 from .history import History
 from .history_tab import build_history_tab, choices, gallery_items
+from .personalize_tab import build_personalize_tab
 from .sendto import SendTo
 from .t2v_tab import build_t2v_tab, settings_values
 from .upscale_tab import build_upscale_tab
@@ -28,9 +31,11 @@ ENGINE_QUEUE = "engine"
 # page CSS in launch(), so app.py passes it.)
 PAGE_CSS = (
     "video, #t2v-preview img, #edit-preview img, #upscale-preview img, #upscale-input-image img,"
-    " #history-gallery img { image-rendering: pixelated; }\n"
+    " #pt-preview img, #pt-prepared img, #pt-frame img, #history-gallery img { image-rendering: pixelated; }\n"
     # Gradio sizes gallery columns by item count: two results would each fill half the page.
-    "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }"
+    "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }\n"
+    # A 64x64 reference (or a frame of a small clip) fills its box, pixel for pixel enlarged.
+    "#pt-prepared img, #pt-frame img { width: 100%; height: 100%; object-fit: contain; }"
 )
 
 
@@ -41,6 +46,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
     # changed); inside the outputs folder so the page may load it, in a folder of its own so History
     # does not list it.
     workdir = history.folder / ".studio"
+    characters = CharacterStore(history.folder / "characters")  # saved references, kept across restarts
 
     with gr.Blocks(title="Shapes Studio") as demo:
         gr.Markdown("# Shapes Studio")
@@ -49,6 +55,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE)
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
                 ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir)
+            with gr.Tab("Personalize", id="personalize", elem_id="tab-personalize"):
+                pt = build_personalize_tab(engine, tokens, ENGINE_QUEUE, workdir, characters)
             with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
                 up = build_upscale_tab(engine, tokens, ENGINE_QUEUE, workdir, history.folder)
             hist = build_history_tab(history)
@@ -57,12 +65,14 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         # Where results can be sent.
         sendto = SendTo(tabs)
         sendto.register("Edit", "edit", ed.controls.source)
+        sendto.register("Personalize", "personalize", pt.clip)  # into its take-a-frame row
         sendto.register("Upscale", "upscale", up.controls.source)
         sendto.register("Compare", "compare", cmp.pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
         for choice, button, path in (
             (hist.send_choice, hist.send, hist.media_path),
             (t2v.send_choice, t2v.send, t2v.last),
             (ed.send_choice, ed.send, ed.last),
+            (pt.send_choice, pt.send, pt.last),
             (up.send_choice, up.send, up.last),
         ):
             choice.choices = [(n, n) for n in sendto.names()]
@@ -80,6 +90,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         lists = [hist.gallery, hist.pick, cmp.pick]
         for trigger in (hist.refresh.click, hist.tab.select, demo.load):
             trigger(refresh, [hist.pick, cmp.pick], lists)
+        # Characters saved (or deleted) in another session show up on the next page load.
+        demo.load(lambda: gr.Dropdown(choices=characters.names()), None, pt.pick)
 
         # "Upscale 4x" after a result: it goes to the Upscale tab at 4x and runs there, so it ends up
         # playing beside its bicubic enlargement.
@@ -90,17 +102,26 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
 
         upscales = [
             up.run_after(button.click(to_upscale, last, [tabs, up.controls.source, up.controls.scale]))
-            for button, last in ((t2v.upscale4, t2v.last), (ed.upscale4, ed.last))
+            for button, last in ((t2v.upscale4, t2v.last), (ed.upscale4, ed.last), (pt.upscale4, pt.last))
         ]
-        for event in (t2v.event, ed.event, up.event, *upscales):
+        for event in (t2v.event, ed.event, pt.event, up.event, *upscales):
             event.then(refresh, [hist.pick, cmp.pick], lists)
 
         t2v_fields, edit_fields, up_fields = t2v.controls.as_list(), ed.controls.as_list(), up.controls.as_list()
+        pt_fields = pt.controls.as_list()
         skip = lambda fields: [gr.skip()] * len(fields)  # noqa: E731
+        # The reopen outputs, tab by tab: the Upscale and Personalize tabs' boards last.
+        order = ("t2v", "edit", "upscale", "up_board", "personalize", "pt_board")
+        fields = dict(zip(order, (t2v_fields, edit_fields, up_fields, [up.board], pt_fields, [pt.board]), strict=True))
+
+        def filled(selected: str, **values) -> list:
+            """The reopen outputs: switch to `selected`; the given tabs' fields set, all others skipped."""
+            return [gr.Tabs(selected=selected), *(x for k in order for x in values.get(k, skip(fields[k])))]
 
         def reopen(entry_id):
             """A result's settings back in the tab that made it (the other tabs are left as they are);
-            an upscale's input, and the result beside its bicubic enlargement, in the Upscale tab."""
+            an upscale's input, and the result beside its bicubic enlargement, in the Upscale tab; a
+            personalized clip's reference (its own copy) and settings, beside the result, in Personalize."""
             e = history.get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
@@ -108,19 +129,24 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                 source = ed.handlers.source_for(e.meta)
                 if source is None:
                     gr.Warning("The source of this edit is gone; upload it again.")
-                values = edit_tab.settings_values(e.request, source)
-                return [gr.Tabs(selected="edit"), *skip(t2v_fields), *values, *skip(up_fields), gr.skip()]
+                return filled("edit", edit=edit_tab.settings_values(e.request, source))
             if e.task == "upscale":
                 source = up.handlers.source_for(e.meta)
                 if source is None:
                     gr.Warning("The input of this upscale is gone; upload it again.")
-                values = upscale_tab.settings_values(e.request, source)
                 board = player_html(upscale_cells(e.media, e.meta), zoom=True)
-                return [gr.Tabs(selected="upscale"), *skip(t2v_fields), *skip(edit_fields), *values, board]
-            values = settings_values(e.request)
-            return [gr.Tabs(selected="t2v"), *values, *skip(edit_fields), *skip(up_fields), gr.skip()]
+                values = upscale_tab.settings_values(e.request, source)
+                return filled("upscale", upscale=values, up_board=[board])
+            if e.task == "personalize":
+                reference = pt.handlers.reference_for(e.media, e.meta)
+                if reference is None:
+                    gr.Warning("The reference of this clip is gone; choose it again.")
+                values = personalize_tab.settings_values(e.request, reference)
+                board = pt.handlers.board(e.media, e.meta)
+                return filled("personalize", personalize=values, pt_board=[board])
+            return filled("t2v", t2v=settings_values(e.request))
 
-        hist.reopen.click(reopen, hist.selected, [tabs, *t2v_fields, *edit_fields, *up_fields, up.board])
+        hist.reopen.click(reopen, hist.selected, [tabs, *(x for k in order for x in fields[k])])
 
         board = [tabs, cmp.pick, cmp.board]
         hist.to_compare.click(lambda ids: compare(history, ids), hist.pick, board)

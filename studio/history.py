@@ -2,8 +2,9 @@
 request. Reading the folder is the only state, so history survives reloads and restarts.
 
 Files that go with a result are named after it and have no JSON of their own, so they are never
-listed: its thumbnail (`<id>.thumb.png`) and the clips its metadata names under `files` (an
-upscale's bicubic enlargement, `<id>.bicubic.mp4`). Deleting a result deletes them with it."""
+listed: its thumbnail (`<id>.thumb.png`) and the files its metadata names under `files` (an
+upscale's bicubic enlargement, `<id>.bicubic.mp4`; a personalized clip's reference as the model saw
+it, `<id>.reference.png`). Deleting a result deletes them with it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 MEDIA = (".mp4", ".png")
-SIDECARS = (".thumb", ".bicubic")  # <id>.thumb.png, <id>.bicubic.mp4: parts of a result, not results
+# <id>.thumb.png, <id>.bicubic.mp4, <id>.reference.png: parts of a result, not results
+SIDECARS = (".thumb", ".bicubic", ".reference")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,15 @@ class Entry:
                 else self.meta.get("source", {}).get("name") or Path(r.get("video", "")).name
             )
             return f"upscale {r.get('scale', 4)}x: {what}"
+        if self.task == "personalize":
+            return f"{self.character}: {r.get('prompt', '')}"
         return r.get("prompt", "")
+
+    @property
+    def character(self) -> str:
+        """A personalized clip's character: the saved character's name, else the reference's file."""
+        ref = self.meta.get("reference", {})
+        return self.request.get("reference_name") or ref.get("name") or Path(self.request.get("reference", "")).name
 
     @property
     def seed(self) -> int:
@@ -94,6 +104,11 @@ class Entry:
             made_from = self.meta.get("upscaled_from")
             source = made_from["name"] if made_from else self.meta.get("source", {}).get("name")
             parts.append(f"from {source}")
+            return " · ".join(str(p) for p in parts if p)
+        if self.task == "personalize":
+            parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"follow {r.get('guidance')}"]
+            parts += [f"look like {r.get('reference_guidance')}", f"{r.get('frames')} frames", f"{r.get('size')} px"]
+            parts.append(f"reference {self.character}")
             return " · ".join(str(p) for p in parts if p)
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
         parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]

@@ -19,6 +19,7 @@ from engine.models.rewrite import PromptRewriter  # noqa: E402
 from engine.models.tae import TAE  # noqa: E402
 from engine.models.upsampler import SkipDecoder  # noqa: E402
 from engine.train.edit_stage import grow_for_editing  # noqa: E402
+from engine.train.personalize_stage import grow_for_personalization, personalize_generator_config  # noqa: E402
 from engine.train.recipe import PRESETS, edit_generator_config  # noqa: E402
 
 
@@ -54,6 +55,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         updec.residual.weight.normal_(std=0.01)
     save_component(out / "upscale", "generator", p.upsampler, up)
     save_component(out / "upscale-decoder", "skip_decoder", p.tae, updec)
+    # The personalization model: the T2V generator with a vision encoder for the reference.
+    pcfg = personalize_generator_config(p.generator, p.reference)
+    save_component(out / "personalize", "generator", pcfg, grow_for_personalization(gen, pcfg))
     return out
 
 

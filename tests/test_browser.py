@@ -1,6 +1,7 @@
 """The real page in a real browser: generate, watch the preview change, play the result,
 open History, pick two results, compare them in sync; upload a clip to Edit, edit it, and play
-the result beside the source; upscale a result 4x and zoom into it beside its bicubic enlargement.
+the result beside the source; upscale a result 4x and zoom into it beside its bicubic enlargement;
+give Personalize a picture of a character, save it, and play the clip made with it beside it.
 Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.video_io import write_video
+from engine.video_io import write_png, write_video
+from engine.world.characters import Character
 from engine.world.render import render
 from engine.world.scene import Scene, ShapeObject
 
@@ -309,4 +311,81 @@ def test_generate_then_upscale_4x_beside_bicubic_with_zoom(studio):
         assert not page.locator("#t2v-video").is_visible() and page.locator("#t2v-upscale4").is_disabled()
         page.locator("#t2v-upscaled .cmp-zoom").select_option("2")
         page.screenshot(path=str(SHOTS / "9-then-upscaled.png"), full_page=True)
+        browser.close()
+
+
+def test_personalize_with_a_reference_image(studio, tmp_path):
+    star = write_png(tmp_path / "star.png", Character("star", "red", "cyan", "hstripes").reference("white", 256))
+    SHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(studio)
+        page.locator("button[role=tab]:has-text('Personalize')").first.click()
+        # On upload: the reference as the model will see it (64x64, shown enlarged) and what was done.
+        page.locator("#pt-reference input[type=file]").set_input_files(str(star))
+        page.wait_for_function(
+            "() => (document.querySelector('#pt-reference-info')?.innerText || '').includes('r = 0.3, 64x64')",
+            timeout=30_000,
+        )
+        assert "256x256 PNG: character" in page.locator("#pt-reference-info").inner_text()
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#pt-prepared img'); return i && i.naturalWidth === 64; }",
+            timeout=30_000,
+        )
+        # Kept for later under a name; the reference then says whose it is.
+        page.locator("#pt-save-name textarea, #pt-save-name input").first.fill("Stripey")
+        page.locator("#pt-save").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#pt-reference-info')?.innerText || '').startsWith('Stripey')",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(SHOTS / "10-personalize-reference.png"), full_page=True)
+
+        # Generate: the preview streams, then the reference and the clip play side by side.
+        page.locator("#pt-prompt textarea").fill("the character moving right on a green background")
+        page.locator("#pt-generate").click()
+        page.locator("#pt-preview img").first.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#pt-board video')].some(v => v.readyState >= 2)", timeout=60_000
+        )
+        assert (
+            "done" in page.locator("#pt-status").inner_text() and "Stripey" in page.locator("#pt-status").inner_text()
+        )
+        titles = page.locator("#pt-board .cmp-prompt").all_inner_texts()
+        assert titles[0].startswith("Reference: Stripey") and titles[1].startswith("Result: the character"), titles
+        assert page.evaluate("() => document.querySelector('#pt-board img').naturalWidth") == 64
+        page.locator("#pt-board .cmp-play").click()
+        page.wait_for_timeout(800)
+        t = page.evaluate("() => document.querySelector('#pt-board video').currentTime")
+        page.screenshot(path=str(SHOTS / "11-personalized.png"), full_page=True)
+        assert t > 0, "the result did not play"
+
+        # Sent back to Personalize, the result goes in the take-a-frame row; a frame becomes the reference.
+        page.locator("#pt-send-choice input").click()
+        page.locator("[role=option]:has-text('Personalize')").first.click()
+        page.locator("#pt-send").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#pt-take-info')?.innerText || '').includes('32 frames')", timeout=30_000
+        )
+        page.locator("#pt-use-frame").click()
+        page.wait_for_function(
+            "() => !(document.querySelector('#pt-reference-info')?.innerText || '').startsWith('Stripey')",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(SHOTS / "12-personalize-frame.png"), full_page=True)
+        # The saved character, picked again, is the reference again; deleted, it leaves the list.
+        page.locator("#pt-pick input").click()
+        page.locator("[role=option]:has-text('Stripey')").first.click()
+        page.wait_for_function(
+            "() => (document.querySelector('#pt-reference-info')?.innerText || '').startsWith('Stripey')",
+            timeout=30_000,
+        )
+        page.locator("#pt-delete").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#pt-characters-info')?.innerText || '').startsWith('Deleted Stripey')",
+            timeout=30_000,
+        )
+        page.locator("#pt-pick input").click()
+        assert page.locator("[role=option]:has-text('Stripey')").count() == 0
         browser.close()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     out = train("tiny", tmp_path / "model", device="cpu")
-    for part in ("tae", "t2v", "rewrite"):
+    for part in ("tae", "t2v", "rewrite", "edit", "upscale", "personalize"):
         assert (out / part / "model.safetensors").is_file()
         assert json.loads((out / part / "config.json").read_text())["config"]
     assert json.loads((out / "t2v" / "config.json").read_text())["refined"]  # the refine stage ran
@@ -31,6 +31,7 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
     assert engine.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
+    assert engine.personalizer is not None and engine.personalizer.cfg.reference is not None  # chartae + pt2v ran
 
 
 def test_same_seed_same_weights(tmp_path):

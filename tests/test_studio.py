@@ -11,15 +11,19 @@ import pytest
 
 from engine.engine import Engine
 from engine.requests import UpscaleRequest
-from engine.video_io import read_video, write_png, write_video
+from engine.video_io import read_image, read_video, write_png, write_video
+from engine.world.characters import Character
 from engine.world.palette import COLORS
 from engine.world.render import render
 from engine.world.scene import Scene, ShapeObject
 from studio import build_ui
+from studio.characters import CharacterNameError, CharacterStore
 from studio.compare import compare_html
 from studio.edit_tab import EditHandlers, difference
 from studio.edit_tab import settings_values as edit_settings_values
 from studio.history import History
+from studio.personalize_tab import PersonalizeHandlers
+from studio.personalize_tab import settings_values as pt_settings_values
 from studio.t2v_tab import T2VHandlers, preview_strip, settings_values
 from studio.upscale_tab import UpscaleHandlers
 
@@ -131,6 +135,30 @@ def test_build_ui_has_the_tabs(engine):
         "t2v-then-upscale",
         "edit-then-upscale",
     } <= ids
+    assert {
+        "tab-personalize",
+        "pt-reference",
+        "pt-prepared",
+        "pt-pick",
+        "pt-save-name",
+        "pt-save",
+        "pt-delete",
+        "pt-clip",
+        "pt-frame-k",
+        "pt-use-frame",
+        "pt-prompt",
+        "pt-seed",
+        "pt-dice",
+        "pt-guidance",
+        "pt-look",
+        "pt-generate",
+        "pt-stop",
+        "pt-board",
+        "pt-upscale4",
+        "pt-then-upscale",
+    } <= ids
+    tabs = [b.id for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs.index("edit") + 1 == tabs.index("personalize") == tabs.index("upscale") - 1
     # Every engine event shares one queue of one.
     fns = [f for f in demo.fns.values() if getattr(f, "concurrency_id", None) == "engine"]
     assert fns and all(f.concurrency_limit == 1 for f in fns)
@@ -167,6 +195,7 @@ def test_the_tab_shows_how_the_prompt_is_read(rewriting_model, tmp_path):
 
 
 # -- the Edit tab --------------------------------------------------------------------------------
+PT_N = 10  # the Personalize tab's controls (reference, its name, prompt and 7 settings)
 EDIT = dict(
     mode="instruction",
     instruction="make the circle yellow",
@@ -310,12 +339,13 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     t2v_n = len(SETTINGS) + 2  # the T2V controls (with rewrite and then-upscale)
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
     assert out[1 + t2v_n : 1 + t2v_n + len(values)] == values
-    assert out[1 + t2v_n + len(values) :] == [gr.skip()] * 6  # the Upscale tab's 5 controls and its board
+    # The Upscale tab's 5 controls and its board, the Personalize tab's controls and its board.
+    assert out[1 + t2v_n + len(values) :] == [gr.skip()] * (6 + PT_N + 1)
     # A T2V result still reopens in its own tab, the Edit tab left alone.
     run(T2VHandlers(engine, {}), steps=1, frames=1)
     out = reopen.fn(History(tmp_path / "out").entries()[0].id)
     assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"]
-    assert out[1 + t2v_n :] == [gr.skip()] * (len(values) + 6)
+    assert out[1 + t2v_n :] == [gr.skip()] * (len(values) + 6 + PT_N + 1)
     # With the upload gone, the source the model saw (kept by the tab) stands in for it.
     h.load(source_clip)
     Path(source_clip).unlink()
@@ -323,7 +353,7 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     assert kept and np.array_equal(engine.load_source(kept).frames.shape, (8, 64, 64, 3))
     # Send to Edit, from any result view: the tab switches and the result becomes the source.
     sends = fn_named(demo, "send")
-    assert len(sends) == 4  # History, Text to video, Edit, Upscale
+    assert len(sends) == 5  # History, Text to video, Edit, Personalize, Upscale
     send = sends[0]
     n_targets = len(send.inputs) - 2
     out = send.fn("Edit", final["result"], *[None] * n_targets)
@@ -475,7 +505,9 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n] == [gr.skip()] * (t2v_n + edit_n)
     assert out[1 + t2v_n + edit_n :][:5] == [small_clip, 2, 2, 9, "linear"]
-    assert out[-1].count("<video") == 2 and entry.id in out[-1]
+    board = out[1 + t2v_n + edit_n + 5]
+    assert board.count("<video") == 2 and entry.id in board
+    assert out[1 + t2v_n + edit_n + 6 :] == [gr.skip()] * (PT_N + 1)  # Personalize left alone
     # The upload gone: the input as the model got it (kept by the tab) stands in for it.
     Path(small_clip).unlink()
     kept = h.source_for(entry.meta)
@@ -491,12 +523,13 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     with pytest.raises(gr.Error):
         to_upscale.fn(None)
     runs = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run" and len(f.inputs) == 5]
-    assert len(runs) == 3 and all(f.concurrency_id == "engine" for f in runs)  # its own button, two "Upscale 4x"
+    # Its own button, and "Upscale 4x" in Text to video, Edit and Personalize.
+    assert len(runs) == 4 and all(f.concurrency_id == "engine" for f in runs)
     # Results of upscales can be compared (with zoom) and sent on.
     assert "cmp-zoom" in compare_html(History(tmp_path / "out").entries()[:2])
     send = fn_named(demo, "send")[0]
-    out = send.fn("Upscale", final["result"], *[None] * (len(send.inputs) - 2))  # targets: Edit, Upscale, Compare
-    assert out[0].selected == "upscale" and out[2] == final["result"] and out[1] == gr.skip()
+    out = send.fn("Upscale", final["result"], *[None] * (len(send.inputs) - 2))  # Edit, Personalize, Upscale, Compare
+    assert out[0].selected == "upscale" and out[3] == final["result"] and out[1:3] == [gr.skip()] * 2
     out = send.fn("Edit", final["result"], *[None] * (len(send.inputs) - 2))
     assert out[0].selected == "edit" and out[1] == final["result"]
 
@@ -512,5 +545,212 @@ def test_without_an_upsampler_the_tab_and_the_cascade_say_so(tiny_model_dir, sma
     assert "no upsampler" in run(T2VHandlers(engine, {}), steps=1, upscale=4)[-1]["error"]
     demo = build_ui(engine, tmp_path / "out")
     blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
-    for name in ("upscale-generate", "t2v-upscale4", "edit-upscale4", "t2v-then-upscale", "edit-then-upscale"):
+    names = (
+        "upscale-generate",
+        "t2v-upscale4",
+        "edit-upscale4",
+        "pt-upscale4",
+        "t2v-then-upscale",
+        "edit-then-upscale",
+    )
+    for name in names:
         assert blocks[name].interactive is False, name
+
+
+# -- the Personalize tab -------------------------------------------------------------------------
+PT = dict(
+    reference_name="",
+    prompt="the character moving right on a green background",
+    seed=4,
+    steps=2,
+    guidance=5.0,
+    reference_guidance=2.0,
+    frames=8,
+    schedule="linear-quadratic",
+)
+STAR = Character("star", "red", "cyan", "hstripes")  # a held-out character
+
+
+@pytest.fixture()
+def star_png(tmp_path):
+    """The star's reference as a user might upload it: 256x256 PNG on white."""
+    return str(write_png(tmp_path / "upload" / "star.png", STAR.reference("white", 256)))
+
+
+def pt_handlers(engine, tmp_path, tokens=None):
+    out = tmp_path / "out"
+    return PersonalizeHandlers(
+        engine, {} if tokens is None else tokens, out / ".studio", CharacterStore(out / "characters")
+    )
+
+
+def personalize(h, reference, session="a", **kw):
+    return list(h.generate(reference, **(PT | kw), session=session))
+
+
+def test_personalize_shows_the_reference_as_the_model_sees_it(engine, star_png, tmp_path):
+    h = pt_handlers(engine, tmp_path)
+    ref = h.load(star_png)
+    assert ref["summary"].startswith("256x256 PNG: character ") and ref["summary"].endswith("r = 0.3, 64x64")
+    view = read_image(ref["view"])
+    assert view.shape == (64, 64, 3) and np.array_equal(view, engine.load_reference(star_png).image)
+    assert Path(ref["view"]).parent == tmp_path / "out" / ".studio"
+    assert h.reference_line(ref).startswith("As the model sees it: 256x256 PNG")
+    # What it cannot read is said there, and again when generating; then the next job works.
+    noise = write_png(tmp_path / "photo.png", np.random.default_rng(0).integers(0, 256, (80, 120, 3), np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    for bad, words in ((noise, "no plain background"), (broken, "broken.jpg")):
+        got = h.load(str(bad))
+        assert list(got) == ["error"] and words in got["error"], got
+        assert h.reference_line(got) == f"**{got['error']}**"
+        evs = personalize(h, str(bad))
+        assert evs[-1]["error"] == got["error"] and not evs[-1]["cancelled"]
+    assert h.load(None) == {} and "Upload a picture" in h.reference_line({})
+    assert personalize(h, "")[-1]["error"].startswith("No reference image")
+    assert personalize(h, star_png, prompt=" ")[-1]["error"].startswith("The prompt is empty")
+    assert "result" in personalize(h, star_png)[-1]
+
+
+def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star_png, tmp_path):
+    h = pt_handlers(engine, tmp_path)
+    evs = personalize(h, star_png)
+    assert [e["progress"] for e in evs if "progress" in e] == [(1, 2), (2, 2)] and "ETA" in evs[0]["status"]
+    previews = [e["preview"] for e in evs if "preview" in e]
+    assert len(previews) == 2 and previews[0].dtype == np.uint8 and previews[0].shape[0] == 128
+    final = evs[-1]
+    assert final["status"].startswith("done in") and "star.png: “the character moving right" in final["status"]
+    result, _ = read_video(final["result"])
+    assert result.shape == (8, 64, 64, 3)
+    # The reference (the result's own copy) beside the result, under one play bar.
+    media = Path(final["result"])
+    side = media.with_name(media.stem + ".reference.png")
+    assert np.array_equal(read_image(side), engine.load_reference(star_png).image)
+    board = final["board"]
+    assert board.count("<img") == 1 and board.count("<video") == 1 and "cmp-play" in board
+    assert board.index(side.name) < board.index(media.name + '"') and "look like 2.0" in board
+    # History lists it (not its reference, not its thumbnail), as the character doing what was asked.
+    hist = History(tmp_path / "out")
+    (entry,) = hist.entries()
+    assert entry.task == "personalize" and entry.media == media
+    assert entry.prompt == "star.png: the character moving right on a green background"
+    assert (
+        entry.settings_text() == "seed 4 · 2 steps · follow 5.0 · look like 2.0 · 8 frames · 64 px · reference star.png"
+    )
+    assert entry.meta["reference"]["summary"] == engine.load_reference(star_png).summary
+    # Reopen: the Personalize tab gets the settings and the result's own reference, even with the
+    # upload gone, and shows the result beside it again.
+    Path(star_png).unlink()
+    demo = build_ui(engine, tmp_path / "out")
+    (reopen,) = fn_named(demo, "reopen")
+    out = reopen.fn(entry.id)
+    assert out[0].selected == "personalize"
+    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
+    assert out[1 : 1 + t2v_n + edit_n + 6] == [gr.skip()] * (t2v_n + edit_n + 6)  # the other tabs left alone
+    values, board = out[-PT_N - 1 : -1], out[-1]
+    settings = [PT[k] for k in ("prompt", "seed", "steps", "guidance", "reference_guidance", "frames", "schedule")]
+    assert values == [str(side), None, *settings, 0]  # no saved character: no name
+    assert board.count("<img") == 1 and entry.id in board
+    # The reopened reference is read as the model read the upload (within a level or two).
+    again = h.load(values[0])
+    assert np.abs(read_image(again["view"]).astype(int) - read_image(side).astype(int)).mean() < 1
+    # Delete removes the reference with the result.
+    assert hist.delete(entry.id) and not side.exists() and hist.entries() == []
+    assert not any(f.suffix in (".mp4", ".png", ".json") for f in (tmp_path / "out").glob("*"))
+
+
+def test_a_saved_character_names_its_results_and_deleting_it_keeps_them(engine, star_png, tmp_path):
+    h = pt_handlers(engine, tmp_path)
+    ref = h.load(star_png)
+    message, named = h.save_character("  Stripey ", ref, star_png)
+    assert "Saved **Stripey**" in message and named["name"] == "Stripey"
+    assert h.reference_line(ref, named).startswith("**Stripey** (saved character) · As the model sees it")
+    with pytest.raises(CharacterNameError, match="already saved"):
+        h.save_character("stripey", ref, star_png)
+    with pytest.raises(CharacterNameError, match="name first"):
+        h.save_character("", ref, star_png)
+    with pytest.raises(CharacterNameError, match="reference the model can read"):
+        h.save_character("Other", {"error": "no"}, star_png)
+    # After a restart: listed, and picking it gives the same reference (the same content).
+    saved = CharacterStore(tmp_path / "out" / "characters").get("Stripey")
+    assert saved is not None and h.load(str(saved.image))["digest"] == ref["digest"]
+    assert np.array_equal(read_image(saved.reference), read_image(ref["view"]))
+    assert h.reference_name(str(saved.image), named) == "Stripey" and h.reference_name(star_png, None) == ""
+    final = personalize(h, str(saved.image), reference_name="Stripey")[-1]
+    entry = History(tmp_path / "out").entries()[0]
+    assert entry.prompt.startswith("Stripey: ") and "Stripey: “the character" in final["status"]
+    assert entry.meta["reference"]["name"] == "Stripey" and entry.request["reference_name"] == "Stripey"
+    # Deleting the character leaves the result, its reference and its name alone; reopening keeps the name.
+    assert h.characters.delete("Stripey") and h.characters.names() == []
+    side = Path(final["result"]).with_name(Path(final["result"]).stem + ".reference.png")
+    assert side.is_file() and History(tmp_path / "out").entries()[0].id == entry.id
+    values = pt_settings_values(entry.request, h.reference_for(entry.media, entry.meta))
+    assert values[0] == str(side) and values[1]["name"] == "Stripey"
+    assert h.reference_name(values[0], values[1]) == "Stripey"
+
+
+def test_take_a_frame_from_a_result_sent_to_personalize(engine, tmp_path):
+    # A world clip of the character moving right stands in for a result sent here.
+    clip = write_video(tmp_path / "out" / "20260101-000000-t2v-0.mp4", render(STAR.scene("right", "green"), 64, 8), 8)
+    demo = build_ui(engine, tmp_path / "out")
+    send = fn_named(demo, "send")[0]
+    out = send.fn("Personalize", str(clip), *[None] * (len(send.inputs) - 2))  # Edit, Personalize, Upscale, Compare
+    assert out[0].selected == "personalize" and out[2] == str(clip) and out[1] == gr.skip()
+    h = pt_handlers(engine, tmp_path)
+    taken = h.take_from(str(clip))
+    assert taken["count"] == 8 and "8 frames" in taken["summary"]
+    frames = read_video(clip)[0]
+    assert np.abs(h.frame(taken, 3).astype(int) - frames[3]).max() == 0
+    assert np.array_equal(h.frame(taken, 99), h.frame(taken, 7))  # clamped
+    path = h.use_frame(taken, 3)
+    assert Path(path).parent.parent == tmp_path / "out" / ".studio" and path.endswith("-frame-3.png")
+    assert np.array_equal(read_image(path), frames[3])
+    ref = h.load(path)
+    assert "view" in ref and ref["summary"].startswith("64x64 PNG: character "), ref
+    # A PNG result is one frame; what is not a clip says so; nothing sent, nothing to use.
+    still = write_png(tmp_path / "still.png", frames[0])
+    assert h.take_from(str(still))["count"] == 1
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    assert "notes.mp4" in h.take_from(str(bad))["error"] and h.take_from(None) == {}
+    with pytest.raises(ValueError, match="Send a result here"):
+        h.use_frame(None, 0)
+
+
+def test_personalize_stop_and_then_upscale(engine, star_png, tmp_path):
+    tokens = {}
+    h = pt_handlers(engine, tmp_path, tokens)
+    gen = h.generate(star_png, **(PT | {"steps": 30}), session="alice")
+    next(gen)
+    h.stop("bob")
+    assert not tokens["alice"].cancelled
+    h.stop("alice")
+    rest = list(gen)
+    assert rest[-1].get("cancelled") and all(e["progress"][0] <= 2 for e in rest if "progress" in e)
+    assert History(tmp_path / "out").entries() == []
+    # "Then upscale": one job; the board adds the upscaled clip (with zoom); both in History.
+    final = personalize(h, star_png, steps=1, upscale=2, session="alice")[-1]
+    assert "upscaled 2x, 64x64 -> 128x128" in final["status"] and read_video(final["result"])[0].shape[1] == 128
+    board = final["board"]
+    assert board.count("<img") == 1 and board.count("<video") == 2 and "cmp-zoom" in board
+    entries = History(tmp_path / "out").entries()
+    assert sorted(e.task for e in entries) == ["personalize", "upscale"]
+    up = next(e for e in entries if e.task == "upscale")
+    assert up.prompt == f"upscale 2x: star.png: {PT['prompt']}"
+    # The upscale's reference is the clip's it was made from.
+    base = next(e for e in entries if e.task == "personalize")
+    assert h.reference_for(up.media, up.meta) == h.reference_for(base.media, base.meta) is not None
+
+
+def test_without_a_personalization_model_the_tab_says_so(tiny_model_dir, star_png, tmp_path):
+    bare = tmp_path / "no-personalizer"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("personalize"))
+    engine = Engine(bare, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    assert engine.personalizer is None
+    h = pt_handlers(engine, tmp_path)
+    assert "view" in h.load(star_png)  # the reference is still shown as it would be seen
+    assert "no personalization model" in personalize(h, star_png)[-1]["error"]
+    demo = build_ui(engine, tmp_path / "out")
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert blocks["pt-generate"].interactive is False
+    assert "no personalization model" in blocks["pt-status"].value

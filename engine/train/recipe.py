@@ -20,13 +20,16 @@ import torch
 
 from ..checkpoint import save_component
 from ..models.generator import GeneratorConfig
+from ..models.reference import ReferenceConfig
 from ..models.rewrite import PromptRewriter, RewriterConfig
 from ..models.tae import TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
+from .character_tae_stage import CharacterTAETrainConfig, train_character_tae
 from .common import setup
 from .edit_stage import EditTrainConfig, train_edit
+from .personalize_stage import PersonalizeTrainConfig, personalize_generator_config, train_personalize
 from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
@@ -64,6 +67,10 @@ class Preset:
     updecoder_train: SkipDecoderTrainConfig | None = None
     upsampler: GeneratorConfig | None = None
     upscale_train: UpsamplerTrainConfig | None = None
+    # Personalization: the TAE taught patterned characters first, then PT2V from the T2V weights.
+    character_tae: CharacterTAETrainConfig | None = None
+    reference: ReferenceConfig | None = None
+    personalize_train: PersonalizeTrainConfig | None = None
     threads: int = 2
     notes: str = field(default="")
 
@@ -116,6 +123,19 @@ PRESETS: dict[str, Preset] = {
             text=TextConfig(words=WordEncoderConfig(width=16, depth=1, heads=2, vocab=64, summary_tokens=1)),
         ),
         upscale_train=UpsamplerTrainConfig(steps=3, batch=2, warmup=1, checkpoint_every=2),
+        character_tae=CharacterTAETrainConfig(steps=3, pool=4, batch=2, frames=4, image_batch=2, checkpoint_every=2),
+        reference=ReferenceConfig(patch=16, width=16, depth=1, heads=2),
+        personalize_train=PersonalizeTrainConfig(
+            videos=3,
+            images=4,
+            frames=8,
+            steps=4,
+            same_until=2,
+            video_batch=2,
+            image_batch=4,
+            warmup=1,
+            checkpoint_every=2,
+        ),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -163,11 +183,16 @@ PRESETS: dict[str, Preset] = {
             text=TextConfig(words=WordEncoderConfig(width=64, depth=1, heads=2, vocab=64, summary_tokens=2)),
         ),
         upscale_train=UpsamplerTrainConfig(),
+        # Sized for our 2-core CPU, from the shipped TAE (latents of ordinary clips anchored).
+        character_tae=CharacterTAETrainConfig(),
+        # PT2V from the shipped T2V weights: a 0.4M-parameter vision encoder over 8x8-pixel patches.
+        reference=ReferenceConfig(),
+        personalize_train=PersonalizeTrainConfig(),
     ),
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale")
+STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale", "chartae", "pt2v")
 
 
 def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
@@ -205,7 +230,7 @@ def train(
     tae = None
     if "tae" in stages:
         tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "decoder", "edit", "updecoder", "upscale"} & set(stages):
+    elif {"t2v", "refine", "decoder", "edit", "updecoder", "upscale", "chartae", "pt2v"} & set(stages):
         from ..checkpoint import config_from_dict
 
         tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
@@ -276,6 +301,22 @@ def train(
                 meta = {"steps": p.upscale_train.steps, "scale": p.upscale_data.scale}
                 save_component(out / "upscale", "generator", p.upsampler, gen, meta, gen_dtype)
                 print(f"[recipe] upsampler ready at {time.perf_counter() - t0:.0f}s", flush=True)
+        rt.barrier()
+    if "chartae" in stages and p.character_tae is not None:
+        tae = train_character_tae(p.character_tae, tae, out / "tae", rt, out / "chartae-run")
+        if rt.main:
+            print(f"[recipe] character TAE ready at {time.perf_counter() - t0:.0f}s", flush=True)
+    if "pt2v" in stages and p.personalize_train is not None and p.reference is not None:
+        from ..models.generator import Generator
+
+        pcfg = personalize_generator_config(p.generator, p.reference)
+        t2v = load_weights(out / "t2v", Generator(p.generator))
+        gen = train_personalize(p.personalize_train, pcfg, tae, t2v, rt, out / "pt2v-run")
+        if rt.main:
+            meta = {"pt2v_steps": p.personalize_train.steps, "grown_from": "t2v"}
+            shared = {"text.encoders.0.": "t2v"}  # the frozen word encoder, stored once
+            save_component(out / "personalize", "generator", pcfg, gen, meta, gen_dtype, shared=shared)
+            print(f"[recipe] personalization ready at {time.perf_counter() - t0:.0f}s", flush=True)
         rt.barrier()
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)

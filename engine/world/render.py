@@ -111,8 +111,11 @@ def render(scene: Scene, size: int = 64, frames: int = 32) -> np.ndarray:
     return out
 
 
-def render_reference(obj: ShapeObject, background: str, size: int = 64) -> np.ndarray:
-    """A character's reference image (R, R, 3): alone, centred, r = 0.3, plain background."""
+def render_reference(
+    obj: ShapeObject, background: str, size: int = 64, cx: float = 0.5, cy: float = 0.5, r: float = 0.3
+) -> np.ndarray:
+    """A character's reference image (R, R, 3): alone on a plain background; by default centred
+    at r = 0.3, as WORLD.md describes (other places and sizes: what users upload)."""
     canvas = np.broadcast_to(np.array(COLORS[background], np.float32), (size, size, 3)).copy()
-    _draw_object(canvas, obj, 0.5, 0.5, 0.3)
+    _draw_object(canvas, obj, cx, cy, r)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)

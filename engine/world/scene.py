@@ -16,6 +16,7 @@ from .palette import COLOR_NAMES, DIRECTIONS, MOTIONS, PATTERNS, SHAPES
 DEFAULT_SIZE = 0.14
 GROW_RANGE = (0.08, 0.22)  # r at the first and last frame of a growing clip
 TRAVEL = 0.5  # how far a moving centre travels over the clip
+CHARACTER_SCALE = 1.5  # characters are drawn 1.5 times a plain object's size (WORLD.md): r = 0.21
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,13 @@ class ShapeObject:
     def size(self, s: np.ndarray) -> np.ndarray:
         """Half side r of the bounding box at clip times s."""
         s = np.asarray(s, dtype=np.float64)
-        lo, hi = GROW_RANGE
+        k = CHARACTER_SCALE if self.pattern is not None else 1.0  # a character: 0.12 -> 0.33
+        lo, hi = GROW_RANGE[0] * k, GROW_RANGE[1] * k
         if self.motion == "growing":
             return lo + (hi - lo) * s
         if self.motion == "shrinking":
             return hi - (hi - lo) * s
-        return np.full_like(s, DEFAULT_SIZE)
+        return np.full_like(s, DEFAULT_SIZE * k)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Scene:
 
     def __post_init__(self) -> None:
         colors = [self.background] + [o.color for o in self.objects]
+        colors += [o.pattern.color2 for o in self.objects if o.pattern is not None]
         assert len(set(colors)) == len(colors), f"colours in a scene must be distinct: {colors}"
         assert 0 <= len(self.objects) <= 2, "a scene has one or two objects"
 

@@ -1,0 +1,246 @@
+"""Personalized generation (SYSTEM.md section 4, Movie Gen PT2V at our scale), grown from the T2V
+generator: a vision encoder reads the reference image, Linear + LayerNorm project its tokens to the
+backbone's width, and they are concatenated with the prompt's text tokens for the same
+cross-attention. The DiT starts from the T2V weights, the word encoder stays frozen.
+
+Training pairs, as Movie Gen's: first the reference comes from the same clip (the character on
+that clip's background), which is easy and teaches identity (and copy-paste); then mostly from
+another clip of the same character: another background, drawn at another size and place on a
+canvas of another size, sometimes as a JPEG, and prepared by engine/reference.py exactly as the
+engine prepares uploads, so the model must follow the prompt instead of pasting the reference.
+Characters with WORLD.md's held-out colour pairs are never drawn. The prompt and the reference are
+dropped now and then so both guidance scales (prompt, reference) have their terms.
+
+Resumable like the edit stage: the encoded data cached in the run folder, a checkpoint with the
+optimiser state every `checkpoint_every` steps, every step's randomness from (seed, step).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import save_component
+from ..models.generator import Generator, GeneratorConfig
+from ..models.tae import TAE
+from ..reference import ReferenceError, prepare_reference_array
+from ..sampling import interpolate, sample_times, target_velocity
+from ..world.characters import (
+    REFERENCE_R,
+    Character,
+    character_prompt,
+    other_background,
+    sample_character,
+    sample_character_scene,
+)
+from ..world.render import render_reference
+from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
+from .t2v_stage import encode_dataset
+
+
+@dataclass(frozen=True)
+class PersonalizeTrainConfig:
+    videos: int = 1200  # character clips of `frames` frames
+    images: int = 2400  # single frames (a still character): identity is learned fastest on these
+    frames: int = 32
+    size: int = 64
+    steps: int = 2400
+    same_until: int = 600  # up to here most references come from the same clip
+    same_share_early: float = 0.8
+    same_share_late: float = 0.2
+    video_batch: int = 16
+    image_batch: int = 64
+    image_every: int = 2  # every n-th step is an image batch
+    free_share: float = 0.7  # free phrasings ("it is sliding left over a teal backdrop")
+    drop_prompt: float = 0.1  # reference kept, prompt empty: v(reference)
+    drop_both: float = 0.05  # neither: v(nothing)
+    drop_reference: float = 0.05  # prompt only
+    lr: float = 3e-4
+    new_lr_mult: float = 3.0  # the vision encoder and its projection start from nothing
+    warmup: int = 50
+    ema: float = 0.995
+    checkpoint_every: int = 100
+    seed: int = 13
+
+
+NEW_PARTS = ("reference.", "reference_proj.")  # what personalization adds to T2V
+
+
+def grow_for_personalization(t2v: Generator, cfg: GeneratorConfig) -> Generator:
+    """A generator with a vision encoder (cfg.reference), holding the T2V weights."""
+    model = Generator(cfg)
+    missing, unexpected = model.load_state_dict(t2v.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(NEW_PARTS) for k in missing), (missing, unexpected)
+    return model
+
+
+def cross_reference(rng: np.random.Generator, ch: Character, avoid: str, size: int) -> np.ndarray:
+    """The character as a user might upload it: on another background, at another size and place
+    on a canvas of another size, sometimes a JPEG; prepared as the engine prepares uploads."""
+    while True:  # a draw the preparation refuses (a JPEG's ringing at the edge) is drawn again
+        background = other_background(rng, ch, (avoid,))
+        canvas = int(rng.integers(48, 161))
+        r = float(rng.uniform(0.12, 0.42))
+        cx, cy = rng.uniform(r + 0.05, 1 - r - 0.05, size=2)
+        img = render_reference(ch.object(), background, canvas, float(cx), float(cy), r)
+        if rng.random() < 0.5:
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "JPEG", quality=int(rng.integers(50, 96)))
+            img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        try:
+            return prepare_reference_array(img, size).image
+        except ReferenceError:
+            continue
+
+
+class PersonalizeData:
+    """Encoded character clips (or stills) with their characters, scenes and two references each:
+    from the same clip (its background) and from another clip."""
+
+    def __init__(self, chars, scenes, latents, same, cross):
+        self.chars, self.scenes, self.latents, self.same, self.cross = chars, scenes, latents, same, cross
+
+    @classmethod
+    def build(cls, tcfg: PersonalizeTrainConfig, tae: TAE, rt: Runtime, image: bool, cache: Path | None):
+        rng = np.random.default_rng([tcfg.seed, int(image), rt.rank])
+        n = tcfg.images if image else tcfg.videos
+        chars = [sample_character(rng, held_out=False) for _ in range(n)]
+        scenes = [sample_character_scene(rng, ch, "still" if image else None) for ch in chars]
+        cross = np.stack(
+            [cross_reference(rng, ch, s.background, tcfg.size) for ch, s in zip(chars, scenes, strict=True)]
+        )
+        same = np.stack(
+            [
+                prepare_reference_array(ch.reference(s.background, 256), tcfg.size).image
+                for ch, s in zip(chars, scenes, strict=True)
+            ]
+        )
+        if cache is not None and cache.is_file():
+            data = load_file(str(cache))
+            if len(data["latents"]) == n:
+                return cls(chars, scenes, data["latents"].to(rt.device), same, cross)
+        frames = 1 if image else tcfg.frames
+        latents = encode_dataset(tae, scenes, frames, tcfg.size, rt, batch=64 if image else 16)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"latents": latents.cpu().contiguous()}, str(cache))
+        return cls(chars, scenes, latents, same, cross)
+
+
+def _pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+
+
+def make_batch(
+    tcfg: PersonalizeTrainConfig,
+    data: PersonalizeData,
+    rng: np.random.Generator,
+    n: int,
+    step: int,
+    image: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """(x1 latents, reference pixels, keep-reference flags, prompts) for one step."""
+    idx = rng.integers(len(data.chars), size=n)
+    same_share = tcfg.same_share_early if step < tcfg.same_until else tcfg.same_share_late
+    refs, keep, texts = [], [], []
+    for i in idx:
+        scene = data.scenes[i]
+        refs.append(data.same[i] if rng.random() < same_share else data.cross[i])
+        motion = scene.objects[0].motion
+        # A still's prompt names no motion, as image prompts do.
+        free = rng.random() < tcfg.free_share
+        text = character_prompt(rng, None if image else motion, scene.background, free=free)
+        r = rng.random()
+        if r < tcfg.drop_both:
+            keep.append(False)
+            texts.append("")
+        elif r < tcfg.drop_both + tcfg.drop_prompt:
+            keep.append(True)
+            texts.append("")
+        elif r < tcfg.drop_both + tcfg.drop_prompt + tcfg.drop_reference:
+            keep.append(False)
+            texts.append(text)
+        else:
+            keep.append(True)
+            texts.append(text)
+    x1 = data.latents[torch.from_numpy(idx).to(data.latents.device)].float().to(device)
+    return x1, _pixels(np.stack(refs), device), torch.tensor(keep, device=device), texts
+
+
+def _data_key(tcfg: PersonalizeTrainConfig, tae: TAE) -> str:
+    fields = [tcfg.videos, tcfg.images, tcfg.frames, tcfg.size, tcfg.seed, REFERENCE_R]
+    tae_sum = float(sum(p.detach().float().sum() for p in tae.parameters()))
+    return hashlib.sha256(json.dumps([fields, tae_sum]).encode()).hexdigest()[:12]
+
+
+def train_personalize(
+    tcfg: PersonalizeTrainConfig, gcfg: GeneratorConfig, tae: TAE, t2v: Generator, rt: Runtime, run: Path
+) -> Generator:
+    """Grow `t2v` into the PT2V model and train it; `run` holds the data cache and resume state.
+    Returns the EMA weights."""
+    torch.manual_seed(tcfg.seed)
+    model = grow_for_personalization(t2v, gcfg).to(rt.device)
+    model.text.word_encoder.requires_grad_(False)  # keep the parse it learned (stored once, in t2v)
+    tae = tae.to(rt.device).eval()
+    key = _data_key(tcfg, tae)
+    t0 = time.perf_counter()
+    img = PersonalizeData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors" if rt.main else None)
+    vid = PersonalizeData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors" if rt.main else None)
+    if rt.main:
+        print(
+            f"[pt2v] {len(vid.chars)} clips, {len(img.chars)} stills ready in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    groups = [
+        {"params": [p for k, p in named if not k.startswith(NEW_PARTS)], "lr_mult": 1.0},
+        {"params": [p for k, p in named if k.startswith(NEW_PARTS)], "lr_mult": tcfg.new_lr_mult},
+    ]
+    opt = torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    start = resume(run / "resume", model, ema, opt, rt, "pt2v")
+    gen = torch.Generator()
+    log = Logger(rt, "pt2v", tcfg.steps, every=25)
+    for step in range(start, tcfg.steps):
+        rng = step_rng(tcfg.seed, step, rt.rank, gen)
+        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
+        image = tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1
+        data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
+        x1, ref, keep, texts = make_batch(tcfg, data, rng, n, step, image, rt.device)
+        x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
+        t = sample_times(n, gen, rt.device)
+        xt = interpolate(x0, x1, t)
+        with rt.autocast():
+            ctx = model.with_reference(model.encode_prompts(texts), ref, keep)
+            v = model(xt, t, **ctx)
+        loss = F.mse_loss(v.float(), target_velocity(x0, x1))
+        optimizer_step(opt, params, loss, rt)
+        update_ema(ema, model, step, tcfg.ema)
+        log.log(step, **{"img" if image else "vid": loss})
+        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
+            save_state(run / "resume", step + 1, model, ema, opt)
+            meta = {"pt2v_steps": step + 1}
+            save_component(run / f"pt2v-step{step + 1}", "generator", gcfg, ema, meta, torch.bfloat16)
+        rt.barrier()
+    rt.check_in_sync(ema, "pt2v")
+    return ema
+
+
+def personalize_generator_config(gcfg: GeneratorConfig, rcfg) -> GeneratorConfig:
+    """The T2V generator with a vision encoder for the reference."""
+    return dataclasses.replace(gcfg, reference=rcfg)
