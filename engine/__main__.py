@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--threads", type=int, help="CPU threads (default: the preset's)")
     t.add_argument(
         "--stages",
-        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,chartae,pt2v",
+        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,pt2v",
         help="comma list of tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,chartae,pt2v (a stage left out"
         " reuses OUT)",
     )

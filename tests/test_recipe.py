@@ -59,3 +59,19 @@ def test_recipe_runs_under_torchrun_on_two_ranks(tmp_path):
     engine = Engine(out, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
+
+
+def test_character_tae_stage_goes_on_from_the_tae_and_keeps_its_latent_statistics(tmp_path):
+    """The optional 'chartae' stage: the TAE trained further with characters in its data. The
+    latent normalisation (what every generator was trained with) stays as it was; weights move."""
+    from safetensors.torch import load_file
+
+    out = train("tiny", tmp_path / "m", device="cpu", stages=("tae",))
+    before = json.loads((out / "tae" / "config.json").read_text())["config"]
+    w0 = load_file(str(out / "tae" / "model.safetensors"))
+    train("tiny", out, device="cpu", stages=("chartae",))
+    after = json.loads((out / "tae" / "config.json").read_text())
+    assert after["config"]["latent_mean"] == before["latent_mean"] and after["character_steps"] == 3
+    w1 = load_file(str(out / "tae" / "model.safetensors"))
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+    assert (out / "chartae-run" / "resume" / "state.safetensors").is_file()  # resumable

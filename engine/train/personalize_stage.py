@@ -56,8 +56,8 @@ class PersonalizeTrainConfig:
     images: int = 2400  # single frames (a still character): identity is learned fastest on these
     frames: int = 32
     size: int = 64
-    steps: int = 2400
-    same_until: int = 600  # up to here most references come from the same clip
+    steps: int = 2000
+    same_until: int = 500  # up to here most references come from the same clip
     same_share_early: float = 0.8
     same_share_late: float = 0.2
     video_batch: int = 16
@@ -123,7 +123,7 @@ class PersonalizeData:
         )
         same = np.stack(
             [
-                prepare_reference_array(ch.reference(s.background, 256), tcfg.size).image
+                prepare_reference_array(ch.reference(s.background, 128), tcfg.size).image
                 for ch, s in zip(chars, scenes, strict=True)
             ]
         )
