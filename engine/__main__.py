@@ -239,7 +239,8 @@ def _personalize_request(args, reference: str, prompt: str):
 
 def cmd_personalize(args) -> int:
     def describe(meta: dict) -> list[str]:
-        return [f"reference: {meta['reference']['summary']}"]
+        ref = meta.get("reference")  # an upscale's metadata names its base clip instead
+        return [f"reference: {ref['summary']}"] if ref else []
 
     return _run_printing(_engine(args), _personalize_request(args, args.reference, args.prompt), args, describe)
 
@@ -276,6 +277,9 @@ def cmd_eval(args) -> int:
         res |= evaluate_edit(engine, args.n, base, strengths, t2v_sources=args.t2v_sources, log=log)
     elif args.what == "personalize":
         from .eval.personalize import evaluate_personalize
+
+        if engine.personalizer is None:
+            raise SystemExit(f"error: the model folder {engine.model_dir} has no personalization model ('personalize')")
 
         base = _personalize_request(args, "", "x")
         res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("reference", "prompt", "seed")}}

@@ -315,9 +315,13 @@ class Engine:
         image = image.to(self.device)  # (1, 3, S, S)
         model = self.personalizer
         encode = partial(self.encode_prompt, model=model)
-        given = req.to_dict() | {"reference": ref.digest, "reference_name": ""}  # the content decides
+        # What the model sees decides the result (and its cache entry), not the file or its name: a
+        # result's own prepared reference reproduces it.
+        seen = hashlib.sha256(ref.image.tobytes()).hexdigest()
+        given = req.to_dict() | {"reference": seen, "reference_name": ""}
         name = req.reference_name or Path(req.reference).name
         ref_meta = {"name": name, "file": Path(req.reference).name, "sha256": ref.digest, "summary": ref.summary}
+        ref_meta["prepared_sha256"] = seen
         return _Job(
             key=cache_key("personalize", self.personalizer_id, self.precision, given),
             prepare=lambda: prepare_personalize(req, self.tae, encode, model.with_reference, image),

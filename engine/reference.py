@@ -444,6 +444,18 @@ def _crop_scale(rgb: np.ndarray, found: _Found, size: int) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8).copy()
 
 
+def _already_prepared(rgb: np.ndarray, found: _Found, size: int, tolerance: float = 0.75) -> bool:
+    """size x size, the character centred at r = REFERENCE_R to within `tolerance` pixels."""
+    if rgb.shape[:2] != (size, size):
+        return False
+    cx, cy = found.centre
+    return (
+        abs(cx - size / 2) <= tolerance
+        and abs(cy - size / 2) <= tolerance
+        and abs(found.half - REFERENCE_R * size) <= tolerance
+    )
+
+
 def _prepare(
     rgb: np.ndarray,
     size: int,
@@ -457,7 +469,12 @@ def _prepare(
     h, w = rgb.shape[:2]
     scale = (upload_size[0] / w, upload_size[1] / h)
     found = _find_character(rgb, scale)
-    image = _crop_scale(rgb, found, size)
+    if _already_prepared(rgb, found, size):
+        # A prepared reference (a result's NAME.reference.png) is kept exactly: resampling it
+        # again would move its pixels, and reopening a result would no longer reproduce it.
+        image = rgb.copy()
+    else:
+        image = _crop_scale(rgb, found, size)
     b = found.box
     box = (
         math.floor(b[0] * scale[0]),

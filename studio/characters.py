@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -89,6 +90,21 @@ def folder_name(name: str) -> str:
 class CharacterStore:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self._sweep()
+
+    def _sweep(self, older_than: float = 600.0) -> None:
+        """Remove what a crashed save left behind (.part-* being written, .trash-* being replaced),
+        once it is old enough not to belong to a save in progress."""
+        if not self.folder.is_dir():
+            return
+        now = time.time()
+        for d in self.folder.iterdir():
+            if d.name.startswith((".part-", ".trash-")) and d.is_dir() and not d.is_symlink():
+                try:
+                    if now - d.stat().st_mtime > older_than:
+                        shutil.rmtree(d, ignore_errors=True)
+                except OSError:
+                    continue
 
     def list(self) -> list[SavedCharacter]:
         """Every saved character, by name; folders without a readable character.json are skipped."""
@@ -170,11 +186,18 @@ class CharacterStore:
             }
             (part / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
             target = self.folder / folder_name(name)
-            if old is not None:
-                self._remove(old.folder)
-            if target.exists():  # a folder left over without a readable character.json
-                self._remove(target)
+            # The old character (or a leftover folder without a readable character.json) is moved
+            # aside first and removed only once the new one is in place: a crash between the two
+            # renames leaves the old one recoverable, never neither.
+            trash = []
+            for stale in (old.folder if old is not None else None, target):
+                if stale is not None and Path(stale).is_dir() and not Path(stale).is_symlink():
+                    aside = self.folder / f".trash-{uuid.uuid4().hex}"
+                    Path(stale).rename(aside)
+                    trash.append(aside)
             part.rename(target)
+            for aside in trash:
+                shutil.rmtree(aside, ignore_errors=True)
         except BaseException:
             shutil.rmtree(part, ignore_errors=True)
             raise

@@ -478,6 +478,8 @@ def build_personalize_tab(
             message, who = h.save_character(name, got, path, over)
         except CharacterNameError as e:
             return gr.skip(), gr.skip(), f"**{e}**", gr.skip(), gr.skip()
+        except (OSError, ValueError) as e:  # a full disk, a folder another session just changed
+            return gr.skip(), gr.skip(), f"**Could not save the character ({e}); try again.**", gr.skip(), gr.skip()
         return (
             who,
             gr.Dropdown(choices=characters.names(), value=who["name"]),
@@ -490,18 +492,24 @@ def build_personalize_tab(
         on_save, [save_name, loaded, reference, replace], [named, pick, characters_info, reference_info, save_name]
     )
 
-    def on_delete(name):
+    def on_delete(name, who, got):
         if not name:
-            return gr.skip(), "**Pick a saved character to delete first.**"
-        gone = characters.delete(name)
+            return gr.skip(), "**Pick a saved character to delete first.**", gr.skip(), gr.skip()
+        try:
+            gone = characters.delete(name)
+        except (OSError, ValueError) as e:
+            return gr.skip(), f"**Could not delete “{name}” ({e}).**", gr.skip(), gr.skip()
         message = (
             f"Deleted **{name}**. Results made with it keep their own copy of its reference."
             if gone
             else f"**No saved character named “{name}”.**"
         )
-        return gr.Dropdown(choices=characters.names(), value=None), message
+        # The reference stays loaded, but no longer as that saved character.
+        if who and who.get("name") == name:
+            who = None
+        return gr.Dropdown(choices=characters.names(), value=None), message, who, h.reference_line(got, who)
 
-    delete.click(on_delete, pick, [pick, characters_info])
+    delete.click(on_delete, [pick, named, loaded], [pick, characters_info, named, reference_info])
 
     # -- taking a frame from a result -----------------------------------------------------------
     def on_clip(path):

@@ -145,3 +145,28 @@ class _TinyTAE(torch.nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.nn.functional.avg_pool3d(x, (1, 8, 8))  # (B, 3, T, 8, 8)
         return torch.cat([pooled, pooled.mean(1, keepdim=True)], 1)
+
+
+def test_a_results_own_reference_reproduces_it(engine, tmp_path):
+    """Reopening a result gives its prepared reference (NAME.reference.png) back: prepared again it
+    is kept exactly, so the same request is the same cache entry and the same clip."""
+    from engine.reference import prepare_reference
+
+    ref = _save(STAR.reference("green", 150), tmp_path / "star.jpg", "JPEG")
+    req = PersonalizeRequest(reference=ref, prompt="it is moving up on a black background", steps=2, frames=8)
+    first = engine.generate(req, out=tmp_path / "a.mp4")
+    side = tmp_path / first.metadata["files"]["reference"]
+    assert np.array_equal(prepare_reference(side).image, np.asarray(Image.open(side).convert("RGB")))
+    again = engine.generate(PersonalizeRequest(**{**req.__dict__, "reference": str(side)}), out=tmp_path / "b.mp4")
+    assert again.cached and np.array_equal(again.frames, first.frames)
+
+
+def test_cli_personalize_then_upscale(tiny_model_dir, tmp_path, capsys):
+    from engine.__main__ import main
+
+    ref = _save(STAR.reference("white", 64), tmp_path / "c.png")
+    argv = ["personalize", "--reference", ref, "--prompt", "the character moving left", "--frames", "4"]
+    argv += ["--steps", "1", "--upscale", "4", "--model", str(tiny_model_dir), "--cache-dir", "", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "big.mp4")]) == 0
+    assert (tmp_path / "big.mp4").is_file() and (tmp_path / "big.base.mp4").is_file()
+    assert (tmp_path / "big.base.reference.png").is_file()

@@ -153,7 +153,16 @@ def evaluate_personalize(
             log(f"{i}: {item['character'].name} | {item['prompt']!r} -> {rows[-1]['read']} {rows[-1]['identity']}")
             if baseline:
                 words = describe_prompt(item["character"], item["motion"], item["background"])
-                t2v = T2VRequest(prompt=words, seed=i, steps=base.steps, guidance=base.guidance, frames=base.frames)
+                t2v = T2VRequest(
+                    prompt=words,
+                    seed=i,
+                    steps=base.steps,
+                    guidance=base.guidance,
+                    frames=base.frames,
+                    size=base.size,
+                    fps=base.fps,
+                    schedule=base.schedule,
+                )
                 result = engine.generate(t2v, out=Path(tmp) / f"t2v{i:03d}.mp4")
                 base_rows.append(_row(result.frames, item))
     res["personalize"] = _summary(rows)

@@ -128,14 +128,18 @@ class PersonalizeData:
             ]
         )
         if cache is not None and cache.is_file():
-            data = load_file(str(cache))
-            if len(data["latents"]) == n:
+            try:
+                data = load_file(str(cache))
+            except Exception:  # noqa: BLE001 - a damaged cache is a miss: encode again
+                data = {}
+            if len(data.get("latents", ())) == n:
                 return cls(chars, scenes, data["latents"].to(rt.device), same, cross)
         frames = 1 if image else tcfg.frames
         latents = encode_dataset(tae, scenes, frames, tcfg.size, rt, batch=64 if image else 16)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"latents": latents.cpu().contiguous()}, str(cache))
+            save_file({"latents": latents.cpu().contiguous()}, str(cache) + ".part")  # a kill keeps no half file
+            Path(str(cache) + ".part").replace(cache)
         return cls(chars, scenes, latents, same, cross)
 
 
