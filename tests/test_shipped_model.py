@@ -132,3 +132,27 @@ def test_the_shipped_upsampler_beats_bicubic_on_a_world_clip(engine, tmp_path):
     assert res.frames.shape == truth.shape
     assert psnr(res.frames, truth) > psnr(bicubic, truth) + UPSCALE_GAIN_FLOOR
     assert score(analyse(res.frames), scene).satisfied
+
+
+def test_the_shipped_personalization_model_on_a_held_out_character(engine, tmp_path):
+    """PT2V end to end on the shipped model: a held-out character (red + cyan, never trained on)
+    drawn off-centre on a JPEG, a free-phrased prompt, the clip read back. The model follows the
+    prompt (background, motion) far more often than it keeps the character's look (README), so what
+    is checked is what it does reliably: one character is found, on the prompt's background, doing
+    the prompt's motion at a clip's size (not pasted at the reference's), and the prepared reference
+    is recorded. Tighten as it improves."""
+    from PIL import Image
+
+    from engine.requests import PersonalizeRequest
+    from engine.world.character_analyse import analyse_character
+    from engine.world.characters import Character
+    from engine.world.render import render_reference
+
+    star = Character("star", "red", "cyan", "hstripes")
+    Image.fromarray(render_reference(star.object(), "white", 160, 0.4, 0.6, 0.2)).save(tmp_path / "me.jpg")
+    req = PersonalizeRequest(reference=str(tmp_path / "me.jpg"), prompt="it is moving right on a green background")
+    res = engine.generate(req, out=tmp_path / "me.mp4")
+    assert res.frames.shape == (32, 64, 64, 3)
+    assert res.metadata["reference"]["summary"].startswith("160x160 JPEG: character")
+    reading = analyse_character(res.frames)
+    assert reading.found and reading.background == "green" and reading.motion == "right", reading
