@@ -414,7 +414,6 @@ def _bench_personalize_request(args, tmp: Path):
 
     path = tmp / "reference.png"
     Image.fromarray(Character("star", "red", "cyan", "hstripes").reference("white", 256)).save(path)
-    args.reference_guidance = getattr(args, "reference_guidance", 2.0)
     return _personalize_request(args, str(path), "the character moving right on a green background")
 
 

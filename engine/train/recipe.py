@@ -216,7 +216,9 @@ def train(
     """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
     joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
     (decoder-only fine-tune on the fixed latent space), rewrite (the prompt rewriter; presets that
-    have it). A stage left out reuses what `out` holds."""
+    have it), edit (instruction editing), updecoder and upscale (the spatial upsampler), chartae
+    (the TAE trained on with patterned characters; not in DEFAULT_STAGES) and pt2v (personalization,
+    from the t2v weights). A stage left out reuses what `out` holds."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
