@@ -37,10 +37,16 @@ def main(argv=None) -> int:
             return 2
         auth = tuple(args.auth.split(":", 1))
 
-    from engine.engine import DEFAULT_MODEL, Engine
+    from engine.engine import DEFAULT_MODEL, Engine, pick_device
+    from engine.requests import RequestError
     from engine.video_io import VideoLimits
     from studio import PAGE_CSS, build_ui
 
+    try:
+        pick_device(args.device)  # before anything is loaded: one clear line, not a traceback
+    except RequestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     outputs = Path(args.outputs_dir).resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     engine = Engine(

@@ -90,13 +90,22 @@ class _Job:
     sidecars: dict[str, np.ndarray] = field(default_factory=dict)  # clips written beside the result
 
 
+def available_devices() -> list[str]:
+    """What --device accepts on this machine."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n)] if n else [])
+
+
 def pick_device(name: str | None = None) -> torch.device:
+    """The device named, checked against what this machine has (a name like 'tpu' or 'meta' is
+    refused here with the list, not deep inside a model)."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RequestError("--device cuda was asked for, but this machine has no CUDA GPU; use --device cpu.")
-    return dev
+    accepted = available_devices()
+    if name not in accepted:
+        hint = "" if torch.cuda.is_available() else " (this machine has no CUDA GPU)"
+        raise RequestError(f"Unknown or unavailable device {name!r}{hint}; accepted here: {', '.join(accepted)}.")
+    return torch.device(name)
 
 
 class Engine:

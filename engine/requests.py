@@ -43,8 +43,9 @@ class T2VRequest:
             raise RequestError(
                 "The prompt is empty. Describe the clip, e.g. 'a red circle moving left on a blue background'."
             )
-        if len(self.prompt) > MAX_PROMPT_CHARS:
-            raise RequestError(f"The prompt is {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        for name, value in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if len(value) > MAX_PROMPT_CHARS:
+                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
         if not 1 <= self.frames <= max_frames:
             raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
         _check_sampling(self, size_multiple, max_size)

@@ -20,7 +20,17 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import EDIT_TASK_CHOICES, CancelToken, EditRequest, Error, Preview, Progress, Result, T2VRequest
+from engine.requests import (
+    EDIT_TASK_CHOICES,
+    MAX_PROMPT_CHARS,
+    CancelToken,
+    EditRequest,
+    Error,
+    Preview,
+    Progress,
+    Result,
+    T2VRequest,
+)
 from engine.video_io import VideoInputError, read_image, read_video, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
@@ -376,7 +386,11 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
             mode = gr.Radio(MODES, value="instruction", label="Mode", elem_id="edit-mode")
             with gr.Column(visible=True) as say:
                 instruction = gr.Textbox(
-                    label="What to change", lines=2, placeholder=EXAMPLES[0], elem_id="edit-instruction"
+                    label="What to change",
+                    lines=2,
+                    placeholder=EXAMPLES[0],
+                    max_length=MAX_PROMPT_CHARS,
+                    elem_id="edit-instruction",
                 )
                 reading = gr.Markdown("", elem_id="edit-reading")
                 gr.Examples(EXAMPLES, inputs=[instruction], label="Instructions the default model knows")
@@ -386,6 +400,7 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
                     label="The result, described",
                     lines=2,
                     placeholder="a yellow circle moving left on a blue background",
+                    max_length=MAX_PROMPT_CHARS,
                     elem_id="edit-prompt",
                 )
                 prompt_reading = gr.Markdown("", elem_id="edit-prompt-reading")

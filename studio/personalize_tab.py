@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import CancelToken, Error, PersonalizeRequest, Preview, Progress, Result
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, PersonalizeRequest, Preview, Progress, Result
 from engine.video_io import VideoInputError, content_digest, fit_clip, probe, read_image, read_video, write_png
 
 from .characters import CharacterNameError, CharacterStore
@@ -408,7 +408,9 @@ def build_personalize_tab(
                     with gr.Column():
                         frame_k = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="pt-frame-k")
                         use = gr.Button("Use this frame", interactive=False, elem_id="pt-use-frame")
-            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="pt-prompt")
+            prompt = gr.Textbox(
+                label="Prompt", lines=2, placeholder=EXAMPLES[0], max_length=MAX_PROMPT_CHARS, elem_id="pt-prompt"
+            )
             gr.Examples(EXAMPLES, inputs=[prompt], label="Prompts the default model knows")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="pt-seed")

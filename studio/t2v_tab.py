@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result, T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .events import stream_updates
@@ -235,8 +235,12 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
     gr.Markdown(KNOWS)
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="t2v-prompt")
-            negative = gr.Textbox(label="Negative prompt", placeholder="what the clip should not show")
+            prompt = gr.Textbox(
+                label="Prompt", lines=2, placeholder=EXAMPLES[0], max_length=MAX_PROMPT_CHARS, elem_id="t2v-prompt"
+            )
+            negative = gr.Textbox(
+                label="Negative prompt", placeholder="what the clip should not show", max_length=MAX_PROMPT_CHARS
+            )
             reading = gr.Markdown("", elem_id="t2v-reading")
             gr.Examples(EXAMPLES, inputs=[prompt], label="Examples the default model knows")
             with gr.Row():
