@@ -10,6 +10,7 @@ outputs folder, the one folder the page may load files from.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,26 +49,44 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     outputs = Path(args.outputs_dir).resolve()
-    outputs.mkdir(parents=True, exist_ok=True)
-    engine = Engine(
-        model=args.model or DEFAULT_MODEL,
-        device=args.device,
-        cache_dir=args.cache_dir,
-        outputs_dir=outputs,
-        limits=VideoLimits(max_bytes=args.max_upload_mb * 1024 * 1024),  # the engine refuses what Gradio would too
-    )
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        probe = outputs / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        print(
+            f"error: the outputs folder {outputs} cannot be written ({e.strerror or e}); pass --outputs-dir",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        engine = Engine(
+            model=args.model or DEFAULT_MODEL,
+            device=args.device,
+            cache_dir=args.cache_dir,
+            outputs_dir=outputs,
+            limits=VideoLimits(max_bytes=args.max_upload_mb * 1024 * 1024),  # the engine refuses what Gradio would too
+        )
+    except (FileNotFoundError, RequestError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     demo = build_ui(engine, outputs)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     print(f"Shapes Studio on model {engine.model_id} ({engine.device})", flush=True)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=auth,
-        allowed_paths=[str(outputs)],
-        max_file_size=f"{args.max_upload_mb}mb",
-        show_error=True,
-        css=PAGE_CSS,
-    )
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            auth=auth,
+            allowed_paths=[str(outputs)],
+            max_file_size=f"{args.max_upload_mb}mb",
+            show_error=True,
+            css=PAGE_CSS,
+        )
+    except OSError as e:  # the port is taken, or the host cannot be bound
+        print(f"error: cannot serve on {args.host}:{args.port} ({e}); pick another --port", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -39,3 +39,21 @@ def test_the_negative_prompt_has_the_prompts_limit():
     T2VRequest(prompt="a red circle", negative_prompt="x" * MAX_PROMPT_CHARS).validate()
     with pytest.raises(RequestError, match="negative prompt is 100000 characters"):
         T2VRequest(prompt="a red circle", negative_prompt="x" * 100_000).validate()
+
+
+def test_app_start_up_errors_are_one_line(tmp_path):
+    """An outputs folder that cannot be written and a port already taken: one clear line, exit 2."""
+    import socket
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    app = [sys.executable, str(ROOT / "app.py"), "--device", "cpu", "--cache-dir", ""]
+    r = subprocess.run([*app, "--outputs-dir", str(blocker / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cmd = [*app, "--outputs-dir", str(tmp_path / "o"), "--port", str(port)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2 and "another --port" in r.stderr and "Traceback" not in r.stderr
