@@ -147,7 +147,7 @@ class Engine:
         self.personalizer_id = f"{self.model_id}+{file_digest(pt)[:8]}" if has_pt2v else ""
         self.limits = limits
         self.upscale_max_side = UPSCALE_MAX_SIDE  # longer uploads are reduced to this before upscaling
-        self.cache = TensorCache(cache_dir) if cache_dir else None
+        self.cache = TensorCache.open(cache_dir) if cache_dir else None  # never fatal: see cache.py
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
         self._scenes: dict[str, Scene | None] = {}  # what the analyser read in recent sources

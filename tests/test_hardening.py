@@ -57,3 +57,51 @@ def test_app_start_up_errors_are_one_line(tmp_path):
         cmd = [*app, "--outputs-dir", str(tmp_path / "o"), "--port", str(port)]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert r.returncode == 2 and "another --port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_pickled_cache_row_is_refused_not_run(tmp_path):
+    """Rewriting a cache row in diskcache's pickle mode must not execute anything: it reads as a miss."""
+    import os
+    import pickle
+    import sqlite3
+
+    import torch
+
+    from engine.cache import TensorCache
+
+    cache = TensorCache(tmp_path / "c")
+    cache.put("k", {"x": torch.ones(2)})
+    assert torch.equal(cache.get("k")["x"], torch.ones(2))
+    cache.close()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    db = sqlite3.connect(tmp_path / "c" / "cache.db")
+    db.execute("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (sqlite3.Binary(pickle.dumps(Evil())), "k"))
+    db.commit()
+    db.close()
+    cache = TensorCache(tmp_path / "c")
+    assert cache.get("k") is None and not marker.exists()
+    cache.put("k", {"x": torch.zeros(1)})  # and the cache goes on working
+    assert torch.equal(cache.get("k")["x"], torch.zeros(1))
+
+
+def test_a_damaged_or_unusable_cache_never_stops_the_engine(tmp_path, tiny_model_dir):
+    from engine.cache import TensorCache
+    from engine.engine import Engine
+
+    broken = tmp_path / "cache"
+    broken.mkdir()
+    (broken / "cache.db").write_text("this is not a database" * 100)
+    cache = TensorCache.open(broken)
+    assert cache is not None and list(tmp_path.glob("cache.damaged-*"))  # moved aside, a fresh one
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert TensorCache.open(blocker / "cache") is None  # cannot be made at all: no cache
+    engine = Engine(tiny_model_dir, device="cpu", cache_dir=blocker / "cache", outputs_dir=tmp_path / "o")
+    assert engine.cache is None
+    res = engine.generate(T2VRequest(prompt="a red circle moving left", steps=1, frames=4))
+    assert res.frames.shape[0] == 4
