@@ -4,9 +4,11 @@ time into a stream of events (progress, previews, result, error), with a content
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -224,7 +226,7 @@ class Engine:
         except torch.OutOfMemoryError:
             yield Error("Out of memory: try fewer frames or a smaller size.")
         except OSError as e:
-            yield Error(f"Could not write the result ({e.strerror or e}). Free some disk space and try again.")
+            yield Error(_write_error(e))
         except Exception as e:  # noqa: BLE001 - a bug must not take the studio down with it
             log.exception("request failed")
             yield Error(f"Internal error ({type(e).__name__}: {e}). The studio keeps working; please report this.")
@@ -599,12 +601,31 @@ def _stream(run, on_step, events: list) -> Iterator[Event]:
 OUTPUT_SUFFIXES = (".mp4", ".png")
 
 
+def _write_error(e: OSError) -> str:
+    """The real cause of a failed write, for the user."""
+    where = f" to {e.filename}" if getattr(e, "filename", None) else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"Could not write the result{where}: the disk is full. Free some disk space and try again."
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Could not write the result{where}: permission denied (a read-only or protected place)."
+    return f"Could not write the result{where} ({e.strerror or e})."
+
+
 def _check_out(out: str | Path | None, frames: int | None) -> None:
     """Refuse an output name the engine cannot honour, before anything runs (frames None: not
     known yet)."""
     if out is None:
         return
-    suffix = Path(out).suffix.lower()
+    out = Path(out)
+    if out.is_dir():
+        raise RequestError(f"Cannot write {str(out)!r}: it is a folder; give a file name such as {out / 'out.mp4'}.")
+    folder = out.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RequestError(f"Cannot write {str(out)!r}: {str(existing)!r} is a file, not a folder.")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise RequestError(f"Cannot write {str(out)!r}: the folder {str(existing)!r} is not writable.")
+    suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise RequestError(
             f"Cannot write {Path(out).name!r}: outputs are .mp4 (H.264, plays in a browser) or .png (with --frames 1)."

@@ -105,3 +105,36 @@ def test_a_damaged_or_unusable_cache_never_stops_the_engine(tmp_path, tiny_model
     assert engine.cache is None
     res = engine.generate(T2VRequest(prompt="a red circle moving left", steps=1, frames=4))
     assert res.frames.shape[0] == 4
+
+
+@pytest.fixture()
+def tiny_engine(tiny_model_dir, tmp_path):
+    from engine.engine import Engine
+
+    return Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
+
+
+def test_bad_output_places_are_refused_before_any_work_with_the_real_cause(tiny_engine, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    (tmp_path / "folder.mp4").mkdir()
+    req = T2VRequest(prompt="a red circle moving left", steps=1, frames=4)
+    for out, words in ((blocker / "x.mp4", "is a file, not a folder"), (tmp_path / "folder.mp4", "it is a folder")):
+        events = list(tiny_engine.run(req, out=out))
+        assert len(events) == 1 and words in events[0].message and "disk" not in events[0].message
+
+
+def test_a_full_disk_says_so_and_leaves_nothing_listed(tiny_engine, tmp_path, monkeypatch):
+    import errno
+
+    import engine.engine as eng
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r.mp4"))
+
+    monkeypatch.setattr(eng, "write_video", full)
+    events = list(tiny_engine.run(T2VRequest(prompt="a red circle", steps=1, frames=4), out=tmp_path / "r.mp4"))
+    assert "the disk is full" in events[-1].message and not (tmp_path / "r.json").exists()
+    monkeypatch.undo()  # space is back: the next job works
+    res = tiny_engine.generate(T2VRequest(prompt="a red circle", steps=1, frames=4), out=tmp_path / "r.mp4")
+    assert res.path.is_file()
