@@ -71,6 +71,11 @@ def main(argv=None) -> int:
     except (FileNotFoundError, RequestError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from engine.outputs import sweep
+
+    swept = sweep(outputs)  # what a kill mid-write left behind
+    if any(swept.values()):
+        print(f"outputs: removed {swept['removed']} unfinished file(s), restored {swept['restored']} JSON file(s)")
     demo = build_ui(engine, outputs)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     print(f"Shapes Studio on model {engine.model_id} ({engine.device})", flush=True)

@@ -516,26 +516,39 @@ class Engine:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
         out = Path(out)
-        # Clips that go with the result (the upscaler's bicubic baseline), named after it.
-        for name, clip in (sidecars or {}).items():
-            still = image or len(clip) == 1  # a still beside a clip (a reference) is a PNG
-            side = out.with_name(f"{out.stem}.{name}{'.png' if still else out.suffix}")
-            if still:
-                write_png(side, clip[0])
+        written: list[Path] = []  # everything of this result, removed again if any part fails
+        try:
+            # Clips that go with the result (the upscaler's bicubic baseline), named after it.
+            for name, clip in (sidecars or {}).items():
+                still = image or len(clip) == 1  # a still beside a clip (a reference) is a PNG
+                side = out.with_name(f"{out.stem}.{name}{'.png' if still else out.suffix}")
+                written.append(side)
+                if still:
+                    write_png(side, clip[0])
+                else:
+                    write_video(side, clip, fps, {})
+                meta.setdefault("files", {})[name] = side.name
+            written.append(out)
+            if image:
+                write_png(out, frames[0], meta)
+            elif audio_from is not None:
+                write_video(out, frames, fps, meta, audio_from=audio_from)
             else:
-                write_video(side, clip, fps, {})
-            meta.setdefault("files", {})[name] = side.name
-        if image:
-            write_png(out, frames[0], meta)
-        elif audio_from is not None:
-            write_video(out, frames, fps, meta, audio_from=audio_from)
-        else:
-            write_video(out, frames, fps, meta)
-        # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
-        mid = frames[len(frames) // 2]
-        k = max(1, 128 // max(mid.shape[:2]))
-        write_png(out.with_name(out.stem + ".thumb.png"), mid.repeat(k, 0).repeat(k, 1))
-        out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+                write_video(out, frames, fps, meta)
+            # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
+            mid = frames[len(frames) // 2]
+            k = max(1, 128 // max(mid.shape[:2]))
+            thumb = out.with_name(out.stem + ".thumb.png")
+            written.append(thumb)
+            write_png(thumb, mid.repeat(k, 0).repeat(k, 1))
+            # The JSON last, atomically: History lists a result only once it is whole.
+            sidecar = out.with_suffix(".json")
+            written.append(sidecar)
+            _write_atomic(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         return out
 
     def preview_frames(self, latents: torch.Tensor, frames: int, shape: tuple[int, int]) -> np.ndarray:
@@ -599,6 +612,18 @@ def _stream(run, on_step, events: list) -> Iterator[Event]:
 
 
 OUTPUT_SUFFIXES = (".mp4", ".png")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and rename: a kill leaves the old file or the new one, and a
+    failure leaves no temporary file behind."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_error(e: OSError) -> str:

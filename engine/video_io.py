@@ -520,7 +520,11 @@ def write_video(
     finally:
         if src is not None:
             src.close()
-    os.replace(tmp, path)  # readers never see a half-written file
+    try:
+        os.replace(tmp, path)  # readers never see a half-written file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -546,7 +550,13 @@ def write_png(path: str | os.PathLike, image: np.ndarray, metadata: dict | None 
     if metadata:
         body += chunk(b"tEXt", b"request\x00" + json.dumps(metadata, sort_keys=True).encode("latin-1", "replace"))
     body += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    tmp = path.with_name(path.name + ".part")  # atomic, as videos: never a half-written PNG
+    try:
+        tmp.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.engine import available_devices, pick_device
@@ -138,3 +139,37 @@ def test_a_full_disk_says_so_and_leaves_nothing_listed(tiny_engine, tmp_path, mo
     monkeypatch.undo()  # space is back: the next job works
     res = tiny_engine.generate(T2VRequest(prompt="a red circle", steps=1, frames=4), out=tmp_path / "r.mp4")
     assert res.path.is_file()
+
+
+def test_a_failed_write_leaves_nothing_and_the_sweep_restores_what_a_kill_left(tiny_engine, tmp_path, monkeypatch):
+    import json
+    import os
+
+    import engine.engine as eng
+    from engine.outputs import sweep
+    from engine.video_io import write_png, write_video
+
+    def fail_on_thumb(path, *a, **k):  # the result is written, then the thumbnail fails
+        if str(path).endswith(".thumb.png"):
+            raise OSError(28, "No space left on device", str(path))
+        return write_png(path, *a, **k)
+
+    monkeypatch.setattr(eng, "write_png", fail_on_thumb)
+    out = tmp_path / "res" / "r.mp4"
+    events = list(tiny_engine.run(T2VRequest(prompt="a red circle", steps=1, frames=4), out=out))
+    assert "disk is full" in events[-1].message
+    assert not list(out.parent.iterdir())  # no half result, no .part
+    monkeypatch.undo()
+    # What a kill leaves: an MP4 without its JSON, a stale .part, a fresh .part (a write going on).
+    folder = tmp_path / "outputs"
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    write_video(folder / "a.mp4", frames, 8.0, {"request": {"task": "t2v", "prompt": "x"}})
+    write_png(folder / "b.png", frames[0], {"request": {"task": "t2v", "prompt": "y"}})
+    write_png(folder / "a.thumb.png", frames[0])
+    (folder / "old.mp4.part").write_bytes(b"x")
+    os.utime(folder / "old.mp4.part", (0, 0))
+    (folder / "new.mp4.part").write_bytes(b"x")
+    assert sweep(folder) == {"removed": 1, "restored": 2}
+    assert json.loads((folder / "a.json").read_text())["request"]["prompt"] == "x"
+    assert json.loads((folder / "b.json").read_text())["request"]["prompt"] == "y"
+    assert (folder / "new.mp4.part").exists() and not (folder / "a.thumb.json").exists()
