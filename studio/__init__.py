@@ -27,6 +27,7 @@ from .t2v_tab import build_t2v_tab, settings_values
 from .upscale_tab import build_upscale_tab
 
 ENGINE_QUEUE = "engine"
+GRADIO_CACHE_BOUND = (600, 3600)  # (how often, how old) in seconds: Blocks(delete_cache=...)
 # Small clips are shown enlarged: keep their pixels sharp instead of smeared. (Gradio 6 takes
 # page CSS in launch(), so app.py passes it.)
 PAGE_CSS = (
@@ -48,7 +49,9 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
     workdir = history.folder / ".studio"
     characters = CharacterStore(history.folder / "characters")  # saved references, kept across restarts
 
-    with gr.Blocks(title="Shapes Studio") as demo:
+    # Gradio copies every preview and result it serves into its temporary folder; without this the
+    # folder grows forever (about 25 files a default job). Every 10 minutes, files over an hour old go.
+    with gr.Blocks(title="Shapes Studio", delete_cache=GRADIO_CACHE_BOUND) as demo:
         gr.Markdown("# Shapes Studio")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Text to video", id="t2v", elem_id="tab-t2v"):

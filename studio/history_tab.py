@@ -36,6 +36,16 @@ def results_picker(history: History, label: str, elem_id: str) -> gr.Dropdown:
     return gr.Dropdown(choices(history), multiselect=True, max_choices=4, label=label, elem_id=elem_id, scale=4)
 
 
+def entry_at(entries: list, index):
+    """The entry a gallery selection names. Event data comes from the page: anything but an index
+    into the list (a string, a bool, out of range) selects nothing; [row, column] takes the row."""
+    if isinstance(index, list | tuple) and index:
+        index = index[0]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(entries):
+        return None
+    return entries[index]
+
+
 def build_history_tab(history: History) -> HistoryTab:
     with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         with gr.Row():
@@ -67,10 +77,9 @@ def build_history_tab(history: History) -> HistoryTab:
                 delete = gr.Button("Delete", variant="stop", elem_id="history-delete")
 
     def show(evt: gr.SelectData):
-        entries = history.entries()
-        if evt.index is None or evt.index >= len(entries):
+        e = entry_at(history.entries(), evt.index)
+        if e is None:
             return None, gr.Row(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
-        e = entries[evt.index]
         text = f"**{e.prompt}**\n\n{e.settings_text()}\n\n{e.created} · model `{e.meta.get('model', '?')}`"
         return (
             e.id,

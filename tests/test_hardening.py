@@ -173,3 +173,12 @@ def test_a_failed_write_leaves_nothing_and_the_sweep_restores_what_a_kill_left(t
     assert json.loads((folder / "a.json").read_text())["request"]["prompt"] == "x"
     assert json.loads((folder / "b.json").read_text())["request"]["prompt"] == "y"
     assert (folder / "new.mp4.part").exists() and not (folder / "a.thumb.json").exists()
+
+
+def test_gallery_selection_data_is_validated():
+    from studio.history_tab import entry_at
+
+    entries = ["a", "b"]
+    assert entry_at(entries, 1) == "b" and entry_at(entries, [0, 3]) == "a"
+    for bad in ("1", True, -1, 2, None, 1.0, [], {"index": 0}):
+        assert entry_at(entries, bad) is None
