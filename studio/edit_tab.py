@@ -12,7 +12,6 @@ it (centre square, 64x64, 8 fps); after an edit, source, result and what changed
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,10 @@ from engine.requests import (
     Result,
     T2VRequest,
 )
-from engine.video_io import VideoInputError, read_image, read_video, write_png, write_video
+from engine.video_io import VideoInputError, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
-from .events import stream_updates
+from .events import made_from, progress_event, stream_updates
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
@@ -274,10 +273,7 @@ class EditHandlers:
         )
         for ev in self.engine.run(req, cancel=token):
             if isinstance(ev, Progress):
-                yield {
-                    "status": f"step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
-                    "progress": (ev.step, ev.total),
-                }
+                yield progress_event(ev)
             elif isinstance(ev, Preview):
                 if ev.step > req.steps:  # past the edit's steps: the upscale's
                     yield {"preview": large_preview_strip(ev.frames)}
@@ -286,7 +282,7 @@ class EditHandlers:
                 yield {"preview": preview_strip(frames)}
             elif isinstance(ev, Result):
                 how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                edited = _edited(ev)
+                edited = made_from(ev)
                 what = edited.metadata.get("edit_task") or "described"
                 given = edited.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
                 out = {"status": f"done {how} · {what}: “{given}” · seed {req.seed}", "result": str(ev.path)}
@@ -342,21 +338,6 @@ class EditHandlers:
         if token is not None:
             token.cancel()
         return "Stopped. Results already finished are kept in History."
-
-
-def _edited(ev: Result) -> Result:
-    """The edit itself: the result, or for an edit upscaled in the same job the clip it was made
-    from (written beside it, with its own metadata)."""
-    made_from = ev.metadata.get("upscaled_from")
-    if not made_from:
-        return ev
-    path = Path(ev.path).with_name(made_from["name"])
-    try:
-        meta = json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        meta = {"request": made_from.get("request", {})}
-    frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
-    return Result(path=path, metadata=meta, frames=frames)
 
 
 def _settings(req: EditRequest, meta: dict) -> str:

@@ -19,12 +19,12 @@ import gradio as gr
 import numpy as np
 
 from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, PersonalizeRequest, Preview, Progress, Result
-from engine.video_io import VideoInputError, content_digest, fit_clip, probe, read_image, read_video, write_png
+from engine.video_io import VideoInputError, content_digest, fit_clip, probe, read_image, write_png
 
 from .characters import CharacterNameError, CharacterStore
 from .compare import CSS, JS, Cell, player_html
 from .edit_tab import VIDEO_TYPES
-from .events import stream_updates
+from .events import made_from, progress_event, stream_updates
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
@@ -266,10 +266,7 @@ class PersonalizeHandlers:
         )
         for ev in self.engine.run(req, cancel=token):
             if isinstance(ev, Progress):
-                yield {
-                    "status": f"step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
-                    "progress": (ev.step, ev.total),
-                }
+                yield progress_event(ev)
             elif isinstance(ev, Preview):
                 if ev.step > req.steps:  # past the generation's steps: the upscale's
                     yield {"preview": large_preview_strip(ev.frames)}
@@ -278,7 +275,7 @@ class PersonalizeHandlers:
                 yield {"preview": preview_strip(frames_)}
             elif isinstance(ev, Result):
                 how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                made = _made(ev)
+                made = made_from(ev)
                 who = made.metadata.get("reference", {}).get("name", "")
                 out = {"status": f"done {how} · {who}: “{req.prompt}” · seed {req.seed}", "result": str(ev.path)}
                 if made is not ev:
@@ -333,18 +330,6 @@ def _meta_beside(media: Path) -> dict | None:
         return json.loads(Path(media).with_suffix(".json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def _made(ev: Result) -> Result:
-    """The personalized clip itself: the result, or for one upscaled in the same job the clip it
-    was made from (written beside it, with its own metadata and reference)."""
-    made_from = ev.metadata.get("upscaled_from")
-    if not made_from:
-        return ev
-    path = Path(ev.path).with_name(made_from["name"])
-    meta = _meta_beside(path) or {"request": made_from.get("request", {})}
-    frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
-    return Result(path=path, metadata=meta, frames=frames)
 
 
 def _safe_stem(name: str) -> str:

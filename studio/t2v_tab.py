@@ -16,7 +16,7 @@ import numpy as np
 from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result, T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
-from .events import stream_updates
+from .events import progress_event, stream_updates
 
 EXAMPLES = [
     "a red circle moving left on a blue background",
@@ -194,10 +194,7 @@ class T2VHandlers:
             for ev in self.engine.run(req, cancel=token):
                 tag = f"{k + 1}/{n} · " if n > 1 else ""
                 if isinstance(ev, Progress):
-                    yield {
-                        "status": f"{tag}step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
-                        "progress": (ev.step, ev.total),
-                    }
+                    yield progress_event(ev, tag)
                 elif isinstance(ev, Preview):  # past the generation's steps: the upscale's
                     strip = preview_strip(ev.frames) if ev.step <= req.steps else large_preview_strip(ev.frames)
                     yield {"preview": strip}

@@ -20,7 +20,7 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, write_png
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .edit_tab import VIDEO_TYPES
-from .events import stream_updates
+from .events import progress_event, stream_updates
 from .t2v_tab import NO_UPSAMPLER, large_preview_strip
 
 KNOWS = (
@@ -152,10 +152,7 @@ class UpscaleHandlers:
         req = request_from(video, scale, steps, seed, schedule)
         for ev in self.engine.run(req, cancel=token):
             if isinstance(ev, Progress):
-                yield {
-                    "status": f"step {ev.step}/{ev.total} · {ev.elapsed:.1f}s · ETA {ev.eta:.1f}s",
-                    "progress": (ev.step, ev.total),
-                }
+                yield progress_event(ev)
             elif isinstance(ev, Preview):
                 yield {"preview": large_preview_strip(ev.frames)}
             elif isinstance(ev, Result):
