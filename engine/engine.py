@@ -28,6 +28,7 @@ from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
 from .models.upsampler import SkipDecoder, encode_tiled
 from .precision import bf16_is_fast
+from .reference import MAX_BYTES as REFERENCE_MAX_BYTES
 from .reference import PreparedReference, prepare_reference
 from .requests import (
     MAX_PROMPT_CHARS,
@@ -190,23 +191,34 @@ class Engine:
 
     # -- running requests ---------------------------------------------------------------------
     def run(
-        self, req: Request, cancel: CancelToken | None = None, out: str | Path | None = None, previews: bool = True
+        self,
+        req: Request,
+        cancel: CancelToken | None = None,
+        out: str | Path | None = None,
+        previews: bool = True,
+        folder: str | Path | None = None,
     ) -> Iterator[Event]:
         """Run one request of any task, yielding Progress and Preview each step, then a Result or
         an Error. One path for every task: validate, normalise inputs, look up the cache, prepare,
         denoise, decode, write, record metadata.
 
+        `out` names the result; without it the result gets a fresh name in `folder` (default the
+        engine's outputs folder; the studio gives each signed-in user a folder of their own).
+
         One job at a time per engine, whoever calls (the studio's queue, a script, a test)."""
         try:
             req.validate(size_multiple=self.tae.cfg.spatial_down * self.generator.cfg.dit.patch[1])
             _check_out(out, req.frames if isinstance(req, T2VRequest | PersonalizeRequest) else None)  # before work
+            folder = Path(folder) if folder is not None else self.outputs_dir
+            if out is None:
+                _check_out(folder / "check.mp4", None)  # the folder results go to, before work too
             with self._lock:
                 job = self._job(req)
                 _check_out(out, job.frames)  # an upload's frame count is known once it is read
                 cancel = cancel or CancelToken()
                 scale = 0 if isinstance(req, UpscaleRequest) else req.upscale
                 if not scale:
-                    yield (yield from self._execute(req, job, cancel, out, previews))
+                    yield (yield from self._execute(req, job, cancel, out, previews, folder))
                     return
                 # Generation then upscaling as one job with one progress bar: both results are
                 # kept (History lists both), the larger one names the clip it was made from.
@@ -214,11 +226,11 @@ class Engine:
                 self._need_upsampler()
                 span = (time.perf_counter(), job.steps + up_req.steps)
                 base_out = None if out is None else Path(out).with_name(f"{Path(out).stem}.base{Path(out).suffix}")
-                base = yield from self._execute(req, job, cancel, base_out, previews, (0, *span))
+                base = yield from self._execute(req, job, cancel, base_out, previews, folder, (0, *span))
                 up_req = replace(up_req, video=str(base.path))
                 up_job = self._job_upscale(up_req)
                 up_job.meta["upscaled_from"] = {"name": base.path.name, "request": base.metadata["request"]}
-                yield (yield from self._execute(up_req, up_job, cancel, out, previews, (job.steps, *span)))
+                yield (yield from self._execute(up_req, up_job, cancel, out, previews, folder, (job.steps, *span)))
         except (RequestError, VideoInputError) as e:
             yield Error(str(e))
         except Cancelled:
@@ -261,8 +273,6 @@ class Engine:
         its latents on the transformer's extra channels, the result decoded with the enlarged input
         beside the latents. The bicubic enlargement is written beside the result for comparison."""
         self._need_upsampler()
-        if not Path(req.video).is_file():
-            raise VideoInputError(f"The input {Path(req.video).name!r} does not exist or is not a file.")
         clip = fit_clip(req.video, self.upscale_max_side, None, self.limits)
         frames, h, w = clip.frames.shape[:3]
         k = UPSCALE_MODEL_SCALE
@@ -310,7 +320,8 @@ class Engine:
         plain background, centred at r = 0.3. Raises ReferenceError (a VideoInputError) with a
         message for the user when it cannot be read."""
         size = self.personalizer.cfg.reference.size if self.personalizer is not None else 64
-        return prepare_reference(path, size)
+        # The upload limit holds here too (the reference's own limit when that is lower).
+        return prepare_reference(path, size, max_bytes=min(self.limits.max_bytes, REFERENCE_MAX_BYTES))
 
     def _job_personalize(self, req: PersonalizeRequest) -> _Job:
         """Movie Gen PT2V: the prepared reference's tokens beside the prompt's. The reference as the
@@ -415,6 +426,7 @@ class Engine:
         cancel: CancelToken,
         out,
         previews: bool,
+        folder: Path,
         span: tuple[int, float, int] | None = None,
     ) -> Iterator[Event]:
         """The shared path: cache, prepare, denoise, decode, write. Yields progress and previews,
@@ -459,16 +471,15 @@ class Engine:
             "cached": cached,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        path = self._write(frames, req, meta, out, job.fps, job.audio_from, job.sidecars)
+        path = self._write(frames, req, meta, out, folder, job.fps, job.audio_from, job.sidecars)
         meta["seconds"] = round(time.perf_counter() - start, 3)
         return Result(path=path, metadata=meta, frames=frames, cached=cached)
 
     # -- sources and instructions (edits) -------------------------------------------------------
     def load_source(self, path: str | Path, size: int = 64, fps: float = 8.0) -> NormalizedClip:
         """An upload as the model will see it: decoded as a stream, upright, centre square, resized,
-        resampled to the model's rate. Raises VideoInputError with a message for the user."""
-        if not Path(path).is_file():
-            raise VideoInputError(f"The source {Path(path).name!r} does not exist or is not a file.")
+        resampled to the model's rate. Raises VideoInputError with a message for the user (a missing
+        file and a folder too)."""
         return normalize_video(path, size, fps, self.limits)
 
     def encode_source(self, clip: NormalizedClip) -> torch.Tensor:
@@ -506,15 +517,16 @@ class Engine:
         frames: np.ndarray,
         req: Request,
         meta: dict,
-        out,
+        out: str | Path | None,
+        folder: Path,
         fps: float,
         audio_from: Path | None,
         sidecars: dict[str, np.ndarray] | None = None,
     ) -> Path:
         image = len(frames) == 1 and (out is None or Path(out).suffix.lower() == ".png")
-        if out is None:
+        if out is None:  # a fresh name in the folder
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            out = self.outputs_dir / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
+            out = Path(folder) / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
         out = Path(out)
         written: list[Path] = []  # everything of this result, removed again if any part fails
         try:

@@ -43,6 +43,7 @@ PLAIN_FRACTION = 0.9  # share of the border ring that must be the background col
 SPECK_FRACTION = 0.003  # components smaller than this share of the image are dust, not objects
 MIN_CHARACTER_PX = 8  # the character's long side in the upload, at least
 MIN_SIDE = 10  # the image's short side, at least
+MAX_BYTES = 50_000_000  # the file's size, at most (the engine lowers it to its upload limit)
 MAX_DECODE_PIXELS = 50_000_000  # pixels decoded at once (JPEGs count after `draft` reduced them)
 CLOSE_PX = 1  # seams this wide (either side) inside a character are closed
 CORE_DEPTH = 2  # pixels in from the character's edge that count as its interior
@@ -83,13 +84,15 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
     max_side, as RGB or RGBA; its displayed size, its format's name and its digest."""
     name = path.name
     if not path.exists():
-        raise ReferenceError(f"Reference image {name} not found ({path}). Accepted: {ACCEPTED}.")
+        raise ReferenceError(
+            f"Reference image {name} not found (it may have been moved or deleted). Accepted: {ACCEPTED}."
+        )
     if not path.is_file():
         raise ReferenceError(f"{name} is not a file. Accepted: a {ACCEPTED} image.")
     n_bytes = path.stat().st_size
     if n_bytes > max_bytes:
         raise ReferenceError(
-            f"{name} is {n_bytes / 1e6:.1f} MB; a reference image may be at most {max_bytes / 1e6:.0f} MB. "
+            f"{name} is {n_bytes / 1e6:.3g} MB; a reference image may be at most {max_bytes / 1e6:.3g} MB. "
             f"Accepted: {ACCEPTED}."
         )
     if n_bytes == 0:
@@ -495,7 +498,7 @@ def _prepare(
 
 
 def prepare_reference(
-    path: str | Path, size: int = 64, max_side: int = 1024, max_bytes: int = 50_000_000
+    path: str | Path, size: int = 64, max_side: int = 1024, max_bytes: int = MAX_BYTES
 ) -> PreparedReference:
     """Read an uploaded reference image (PNG, JPEG, WebP, or anything Pillow reads: the first frame
     of an animation) and prepare it: the character alone, centred, r = 0.3, size x size, on its

@@ -80,15 +80,34 @@ def content_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def _num(x: float) -> str:
+    """A figure for a message: at most two decimals, none when whole (0.14, 2, 200.5)."""
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _reason(e: Exception, path: Path) -> str:
+    """Why a decoder gave up, for the user: FFmpeg's words without its error number and the
+    server's path to the upload (Pillow's with the file's name only)."""
+    if isinstance(e, av.error.FFmpegError) and e.strerror:
+        return e.strerror
+    return str(e).replace(str(path), path.name)
+
+
 def _check_file(path: Path, limits: VideoLimits) -> int:
     """The file's size in bytes, once it is known to exist, hold something and fit the limit."""
+    if path.is_dir():
+        raise VideoInputError(f"{path.name} is a folder, not a file. Accepted: {ACCEPTED}.")
     if not path.is_file():
-        raise VideoInputError(f"{path.name}: no such file")
+        raise VideoInputError(
+            f"{path.name}: no such file, it does not exist (it may have been moved or deleted). Accepted: {ACCEPTED}."
+        )
     size = path.stat().st_size
     if size == 0:
         raise VideoInputError(f"{path.name} is empty (0 bytes). Accepted: {ACCEPTED}.")
     if size > limits.max_bytes:
-        raise VideoInputError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB.")
+        raise VideoInputError(
+            f"{path.name} is {_num(size / 2**20)} MB; the limit is {_num(limits.max_bytes / 2**20)} MB."
+        )
     return size
 
 
@@ -124,10 +143,12 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> dict:
     except av.error.EOFError:
         raise VideoInputError(f"{path.name} has no frames. Accepted: {ACCEPTED}.") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise VideoInputError(f"{path.name} is not a readable video ({e}). Accepted: {ACCEPTED}.") from None
+        raise VideoInputError(
+            f"{path.name} is not a readable video ({_reason(e, path)}). Accepted: {ACCEPTED}."
+        ) from None
     if duration is not None and duration > limits.max_seconds:
         raise VideoInputError(
-            f"{path.name} lasts {duration:.0f} s; the limit is {limits.max_seconds:.0f} s. Trim it first."
+            f"{path.name} lasts {_num(duration)} s; the limit is {_num(limits.max_seconds)} s. Trim it first."
         )
     if frames > limits.max_frames:
         raise VideoInputError(f"{path.name} has {frames} frames; the limit is {limits.max_frames}.")
@@ -196,8 +217,10 @@ class _DecodedFrames:
             raise
         except (av.error.FFmpegError, ValueError) as e:
             if not self.count:
-                raise VideoInputError(f"{name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
-            self.error = str(e)
+                raise VideoInputError(
+                    f"{name} could not be decoded ({_reason(e, self.path)}). Accepted: {ACCEPTED}."
+                ) from None
+            self.error = _reason(e, self.path)
         if not self.count:
             raise VideoInputError(f"{name} has no frames. Accepted: {ACCEPTED}.")
 
@@ -275,7 +298,8 @@ def _normalize(path: Path, transform: Transform, fps: float | None, limits: Vide
     fps = fps or head["fps"]
     digest = content_digest(path)
     stream = _DecodedFrames(path, limits, head["fps"], turn_upright=False)
-    out: list[np.ndarray] = []
+    seconds = head["video_duration"] or head["duration"]  # a hint for the result's length, not trusted
+    out = _Frames(path.name, min(_output_frames(seconds, fps), limits.max_frames) if seconds else 64)
     shown: np.ndarray | None = None  # the normalised frame on screen at the next output tick
     done = ""
     for t, rgb in stream:
@@ -290,7 +314,8 @@ def _normalize(path: Path, transform: Transform, fps: float | None, limits: Vide
     if duration is None or cut_short:
         duration = stream.end
     n = _output_frames(duration, fps)
-    out = (out + [shown] * n)[:n]  # the last frame stays on screen to the end
+    while len(out) < n:  # the last frame stays on screen to the end
+        out.append(shown)
     info = {
         "name": path.name,
         "width": stream.width,
@@ -309,7 +334,41 @@ def _normalize(path: Path, transform: Transform, fps: float | None, limits: Vide
     )
     if cut_short:
         summary += f" (the file is cut short: only its first {stream.end:.1f} s could be decoded)"
-    return NormalizedClip(np.stack(out), fps, info, summary, digest)
+    return NormalizedClip(out.array(n), fps, info, summary, digest)
+
+
+class _Frames:
+    """Frames of one shape appended into one array, sized from the header's length (doubled when
+    the header said less), so a long clip is held once: a list then np.stack held it twice, 800 MB
+    for two minutes of 256x144 at 30 fps."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name, self.capacity, self.n = name, max(1, capacity), 0
+        self.data: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.data is None:
+            self.data = np.empty((self.capacity, *frame.shape), frame.dtype)  # pages are taken as filled
+        elif frame.shape != self.data.shape[1:]:
+            w, h = self.data.shape[2], self.data.shape[1]
+            raise VideoInputError(
+                f"{self.name} changes its frame size mid-stream ({w}x{h}, then {frame.shape[1]}x{frame.shape[0]}); "
+                "re-encode it at one size."
+            )
+        elif self.n == len(self.data):
+            grown = np.empty((2 * len(self.data), *self.data.shape[1:]), self.data.dtype)
+            grown[: self.n] = self.data
+            self.data = grown
+        self.data[self.n] = frame
+        self.n += 1
+
+    def array(self, n: int) -> np.ndarray:
+        """The first n frames (n <= len(self)), without a copy unless most of the room went unused."""
+        assert self.data is not None and n <= self.n
+        return self.data[:n] if 2 * n >= len(self.data) else self.data[:n].copy()
 
 
 def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]:
@@ -327,7 +386,7 @@ def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]
     except VideoInputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise VideoInputError(f"{path.name} could not be decoded ({e}). Accepted: {ACCEPTED}.") from None
+        raise VideoInputError(f"{path.name} could not be decoded ({_reason(e, path)}). Accepted: {ACCEPTED}.") from None
 
 
 def _normalize_image(path: Path, transform: Transform, fps: float, limits: VideoLimits) -> NormalizedClip:
