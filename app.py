@@ -1,10 +1,13 @@
 """Start the studio: the one place that loads models and launches the UI.
 
 python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v2] [--device cpu]
-              [--cache-dir cache] [--outputs-dir outputs] [--auth user:password] [--max-upload-mb 200]
+              [--cache-dir cache] [--outputs-dir outputs] [--auth user:password ...] [--auth-file FILE]
+              [--max-upload-mb 200]
 
 Results (with their JSON and sidecars) and saved characters (outputs/characters/) live in the
-outputs folder, the one folder the page may load files from.
+outputs folder, the one folder the page may load files from. With sign-in (--auth, repeatable, or
+--auth-file with one user:password a line) each user has a folder of their own under
+outputs/users/ and sees only their own results and characters.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     ap.add_argument("--cache-dir", default="cache")
     ap.add_argument("--outputs-dir", default="outputs")
-    ap.add_argument("--auth", default=None, help="user:password required to open the studio")
+    ap.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="sign-in required to open the studio; repeat for several users, each sees only their own work",
+    )
+    ap.add_argument("--auth-file", default=None, help="a file of user:password lines (# comments), like --auth")
     ap.add_argument("--max-upload-mb", type=int, default=200)
     ap.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more are told the queue is full")
     return ap.parse_args(argv)
@@ -31,17 +41,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    auth = None
-    if args.auth:
-        if ":" not in args.auth:
-            print("error: --auth takes user:password", file=sys.stderr)
-            return 2
-        auth = tuple(args.auth.split(":", 1))
+    try:
+        auth = read_auth(args.auth, args.auth_file)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     from engine.engine import DEFAULT_MODEL, Engine, pick_device
     from engine.requests import RequestError
     from engine.video_io import VideoLimits
-    from studio import PAGE_CSS, build_ui
+    from studio import PAGE_CSS, build_ui, signin
+    from studio.spaces import Spaces
 
     try:
         pick_device(args.device)  # before anything is loaded: one clear line, not a traceback
@@ -73,10 +83,12 @@ def main(argv=None) -> int:
         return 2
     from engine.outputs import sweep
 
-    swept = sweep(outputs)  # what a kill mid-write left behind
-    if any(swept.values()):
-        print(f"outputs: removed {swept['removed']} unfinished file(s), restored {swept['restored']} JSON file(s)")
-    demo = build_ui(engine, outputs)
+    spaces = Spaces(outputs, per_user=bool(auth))
+    swept = [sweep(folder) for folder in spaces.folders()]  # what a kill mid-write left behind
+    removed, restored = sum(s["removed"] for s in swept), sum(s["restored"] for s in swept)
+    if removed or restored:
+        print(f"outputs: removed {removed} unfinished file(s), restored {restored} JSON file(s)")
+    demo = build_ui(engine, outputs, per_user=bool(auth))
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     print(f"Shapes Studio on model {engine.model_id} ({engine.device})", flush=True)
     try:
@@ -84,6 +96,7 @@ def main(argv=None) -> int:
             server_name=args.host,
             server_port=args.port,
             auth=auth,
+            app_kwargs=signin.app_kwargs(),  # sign-in on the routes Gradio leaves open (cancel, heartbeat)
             allowed_paths=[str(outputs)],
             max_file_size=f"{args.max_upload_mb}mb",
             show_error=True,
@@ -93,6 +106,39 @@ def main(argv=None) -> int:
         print(f"error: cannot serve on {args.host}:{args.port} ({e}); pick another --port", file=sys.stderr)
         return 2
     return 0
+
+
+def read_auth(pairs: list[str], path: str | None) -> list[tuple[str, str]] | None:
+    """The sign-ins from --auth and --auth-file: [(user, password)], or None for no sign-in.
+    Raises ValueError with the reason for a malformed line, a bad user name or a repeated user."""
+    from studio.spaces import UserNameError, check_user_name
+
+    lines = [(f"--auth number {i}", p) for i, p in enumerate(pairs, 1)]  # no password in a message
+    if path:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read --auth-file {path} ({e})") from None
+        lines += [
+            (f"{path} line {i}", line.strip())
+            for i, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    users: dict[str, str] = {}
+    for where, line in lines:
+        user, sep, password = line.partition(":")
+        if not sep or not password:
+            raise ValueError(f"{where}: expected user:password")
+        try:
+            check_user_name(user)
+        except UserNameError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if user in users:
+            raise ValueError(f"{where}: user {user!r} is given twice")
+        users[user] = password
+    if path and not users:
+        raise ValueError(f"--auth-file {path} names no user (one user:password a line)")
+    return list(users.items()) or None
 
 
 if __name__ == "__main__":

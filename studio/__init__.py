@@ -15,14 +15,14 @@ from pathlib import Path
 import gradio as gr
 
 from . import edit_tab, personalize_tab, upscale_tab
-from .characters import CharacterStore
 from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
-from .history import History
+from .events import session_key
 from .history_tab import build_history_tab, choices, gallery_items
 from .personalize_tab import build_personalize_tab
 from .sendto import SendTo
+from .spaces import Spaces
 from .t2v_tab import build_t2v_tab, settings_values
 from .upscale_tab import build_upscale_tab
 
@@ -40,14 +40,16 @@ PAGE_CSS = (
 )
 
 
-def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
-    history = History(outputs_dir or engine.outputs_dir)
-    tokens: dict = {}  # session -> CancelToken of its running job
+def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = False) -> gr.Blocks:
+    """The studio on `engine`, its results in `outputs_dir`. With `per_user` (sign-in on), every
+    signed-in user has their own results and saved characters (see spaces.py)."""
+    spaces = Spaces(outputs_dir or engine.outputs_dir, per_user)
+    history_of = lambda request: spaces.of(request).history  # noqa: E731
+    tokens: dict = {}  # session -> CancelToken of its running job; emptied when the session ends
     # What the Edit and Upscale tabs show besides results (inputs as the model sees them, what
-    # changed); inside the outputs folder so the page may load it, in a folder of its own so History
-    # does not list it.
-    workdir = history.folder / ".studio"
-    characters = CharacterStore(history.folder / "characters")  # saved references, kept across restarts
+    # changed), named by their content; inside the outputs folder so the page may load it, in a
+    # folder of its own so History does not list it.
+    workdir = spaces.outputs / ".studio"
 
     # Gradio copies every preview and result it serves into its temporary folder; without this the
     # folder grows forever (about 25 files a default job). Every 10 minutes, files over an hour old go.
@@ -55,15 +57,15 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         gr.Markdown("# Shapes Studio")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Text to video", id="t2v", elem_id="tab-t2v"):
-                t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE)
+                t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE, spaces)
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
-                ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir)
+                ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
             with gr.Tab("Personalize", id="personalize", elem_id="tab-personalize"):
-                pt = build_personalize_tab(engine, tokens, ENGINE_QUEUE, workdir, characters)
+                pt = build_personalize_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
             with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
-                up = build_upscale_tab(engine, tokens, ENGINE_QUEUE, workdir, history.folder)
-            hist = build_history_tab(history)
-            cmp = build_compare_tab(history)
+                up = build_upscale_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
+            hist = build_history_tab(spaces)
+            cmp = build_compare_tab(spaces)
 
         # Where results can be sent.
         sendto = SendTo(tabs)
@@ -81,7 +83,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
             choice.choices = [(n, n) for n in sendto.names()]
             sendto.wire(button, choice, path)
 
-        def refresh(current_pick, current_cmp):
+        def refresh(current_pick, current_cmp, request: gr.Request = None):
+            history = history_of(request)
             ids = {i for _, i in choices(history)}
             keep = lambda v: [x for x in (v or []) if x in ids]  # noqa: E731
             return (
@@ -93,8 +96,20 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         lists = [hist.gallery, hist.pick, cmp.pick]
         for trigger in (hist.refresh.click, hist.tab.select, demo.load):
             trigger(refresh, [hist.pick, cmp.pick], lists)
+
         # Characters saved (or deleted) in another session show up on the next page load.
-        demo.load(lambda: gr.Dropdown(choices=characters.names()), None, pt.pick)
+        def saved_characters(request: gr.Request = None):
+            return gr.Dropdown(choices=spaces.of(request).characters.names())
+
+        demo.load(saved_characters, None, pt.pick)
+
+        def end_session(request: gr.Request = None):
+            """The page was closed: its job (if any) stops within a step, its token goes."""
+            token = tokens.pop(session_key(request), None)
+            if token is not None:
+                token.cancel()
+
+        demo.unload(end_session)
 
         # "Upscale 4x" after a result: it goes to the Upscale tab at 4x and runs there, so it ends up
         # playing beside its bicubic enlargement.
@@ -121,11 +136,11 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
             """The reopen outputs: switch to `selected`; the given tabs' fields set, all others skipped."""
             return [gr.Tabs(selected=selected), *(x for k in order for x in values.get(k, skip(fields[k])))]
 
-        def reopen(entry_id):
+        def reopen(entry_id, request: gr.Request = None):
             """A result's settings back in the tab that made it (the other tabs are left as they are);
             an upscale's input, and the result beside its bicubic enlargement, in the Upscale tab; a
             personalized clip's reference (its own copy) and settings, beside the result, in Personalize."""
-            e = history.get(entry_id) if entry_id else None
+            e = history_of(request).get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
             if e.task == "edit":
@@ -134,7 +149,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
                     gr.Warning("The source of this edit is gone; upload it again.")
                 return filled("edit", edit=edit_tab.settings_values(e.request, source))
             if e.task == "upscale":
-                source = up.handlers.source_for(e.meta)
+                source = up.handlers.source_for(e.meta, e.media.parent)
                 if source is None:
                     gr.Warning("The input of this upscale is gone; upload it again.")
                 board = player_html(upscale_cells(e.media, e.meta), zoom=True)
@@ -152,13 +167,17 @@ def build_ui(engine, outputs_dir: str | Path | None = None) -> gr.Blocks:
         hist.reopen.click(reopen, hist.selected, [tabs, *(x for k in order for x in fields[k])])
 
         board = [tabs, cmp.pick, cmp.board]
-        hist.to_compare.click(lambda ids: compare(history, ids), hist.pick, board)
-        cmp.go.click(lambda ids: compare(history, ids), cmp.pick, board)
 
-        def compare_previous(last_path, prev_path):
+        def compare_picked(ids, request: gr.Request = None):
+            return compare(history_of(request), ids)
+
+        hist.to_compare.click(compare_picked, hist.pick, board)
+        cmp.go.click(compare_picked, cmp.pick, board)
+
+        def compare_previous(last_path, prev_path, request: gr.Request = None):
             if not (last_path and prev_path):
                 raise gr.Error("Make two results first; then they can be compared.")
-            return compare(history, [Path(prev_path).stem, Path(last_path).stem])
+            return compare(history_of(request), [Path(prev_path).stem, Path(last_path).stem])
 
         t2v.compare_prev.click(compare_previous, [t2v.last, t2v.previous], board)
     return demo

@@ -9,6 +9,7 @@ import gradio as gr
 from .compare import CSS, JS, compare_html
 from .history import History
 from .history_tab import results_picker
+from .spaces import Spaces
 
 
 @dataclass
@@ -29,10 +30,10 @@ def compare(history: History, ids) -> tuple:
     return gr.Tabs(selected="compare"), ids, compare_html(entries)
 
 
-def build_compare_tab(history: History) -> CompareTab:
+def build_compare_tab(spaces: Spaces) -> CompareTab:
     with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
         with gr.Row():
-            pick = results_picker(history, "Results (2–4)", "compare-pick")
+            pick = results_picker(spaces, "Results (2–4)", "compare-pick")
             go = gr.Button("Compare", variant="primary", scale=0, elem_id="compare-go")
         board = gr.HTML(compare_html([]), css_template=CSS, js_on_load=JS, elem_id="compare-board")
     return CompareTab(pick, go, board)

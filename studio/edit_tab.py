@@ -33,7 +33,8 @@ from engine.requests import (
 from engine.video_io import VideoInputError, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
-from .events import made_from, progress_event, stream_updates
+from .events import live_preview, made_from, preview_html, progress_event, session_key, stream_updates
+from .spaces import Spaces
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
@@ -251,6 +252,7 @@ class EditHandlers:
         rewrite=True,
         upscale=0,
         session: str = "local",
+        folder=None,
     ):
         """Yields dicts per event: status/progress, preview, then result + board + diff, or error
         (+ cancelled). The reading line is the tab's, kept up to date as the instruction is typed.
@@ -271,7 +273,7 @@ class EditHandlers:
             rewrite,
             upscale,
         )
-        for ev in self.engine.run(req, cancel=token):
+        for ev in self.engine.run(req, cancel=token, folder=folder):
             if isinstance(ev, Progress):
                 yield progress_event(ev)
             elif isinstance(ev, Preview):
@@ -306,7 +308,8 @@ class EditHandlers:
         source = np.load(src["frames"])
         diff = difference(ev.frames, source)
         changed = float((diff[..., 0] > CHANGED * DIFF_GAIN).mean())
-        key = hashlib.sha256(Path(ev.path).name.encode()).hexdigest()[:16]
+        # Named by the result's whole path: a signed-in user's folder name is not guessable, so neither is this.
+        key = hashlib.sha256(str(Path(ev.path).resolve()).encode()).hexdigest()[:16]
         image = Path(ev.path).suffix == ".png"
         if image:
             diff_path = write_png(self.workdir / f"diff-{key}.png", diff[0])
@@ -353,7 +356,9 @@ def _settings(req: EditRequest, meta: dict) -> str:
     return " · ".join(parts)
 
 
-def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path) -> EditTab:
+def build_edit_tab(
+    engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path, spaces: Spaces
+) -> EditTab:
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = EditHandlers(engine, tokens, workdir)
     d = EditRequest(video="")
@@ -420,9 +425,7 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
                 height=240,
                 elem_id="edit-source-view",
             )
-            preview = gr.Image(
-                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="edit-preview", height=160
-            )
+            preview = live_preview("edit-preview")
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="edit-board")
             with gr.Row():
                 upscale4 = gr.Button(
@@ -497,17 +500,17 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
         progress=gr.Progress(),
     ):
         settings = (video, mode, instruction, prompt, edit_task, seed, steps, guidance, source_guidance, strength)
-        session = request.session_hash if request else "local"
+        session = session_key(request)
 
         def fill(ev: dict, out: dict) -> None:
             if "preview" in ev:
-                out[preview] = ev["preview"]
+                out[preview] = preview_html(ev["preview"])
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
                 out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
 
-        events = h.edit(*settings, schedule, rewrite, upscale, session=session)
+        events = h.edit(*settings, schedule, rewrite, upscale, session=session, folder=spaces.of(request).folder)
         yield from stream_updates(events, progress, status, fill)
 
     event = go.click(
@@ -519,7 +522,7 @@ def build_edit_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, 
     )
 
     def do_stop(request: gr.Request):
-        return h.stop(request.session_hash if request else "local")
+        return h.stop(session_key(request))
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)

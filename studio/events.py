@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from engine.requests import Progress, Result
 from engine.video_io import read_image, read_video
+
+
+def session_key(request) -> str:
+    """Whose job a cancel token is: the page session, with its signed-in user, so one user (or a
+    caller not signed in at all) can never stop or end another's job by naming its session."""
+    session = getattr(request, "session_hash", None) or "local"
+    user = getattr(request, "username", None)
+    return f"{user}/{session}" if user else session
 
 
 def progress_event(ev: Progress, tag: str = "") -> dict:
@@ -33,6 +45,28 @@ def made_from(ev: Result) -> Result:
         meta = {"request": base.get("request", {})}
     frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
     return Result(path=path, metadata=meta, frames=frames)
+
+
+def live_preview(elem_id: str) -> gr.HTML:
+    """The box a tab's preview streams into, every step. HTML with the image inline: an image
+    component would have Gradio write a file per step into its temporary folder (50 a default job)."""
+    return gr.HTML(
+        '<div class="live-preview-empty">The preview shows here while a job runs.</div>',
+        label="Live preview (latent → RGB, every step)",
+        show_label=True,
+        elem_id=elem_id,
+    )
+
+
+def preview_html(strip: np.ndarray, height: int = 160) -> str:
+    """A preview strip (H, W, 3) uint8 as an inline PNG, shown at most `height` px high."""
+    buf = io.BytesIO()
+    Image.fromarray(strip).save(buf, format="PNG", compress_level=1)  # fast: a new one every step
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (
+        f'<img src="data:image/png;base64,{data}" alt="preview" '
+        f'style="max-height:{height}px; max-width:100%; display:block; margin:auto">'
+    )
 
 
 def stream_updates(events: Iterable[dict], progress, status, fill: Callable[[dict, dict], None]) -> Iterator[dict]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .history import History
+from .spaces import Spaces
 
 
 @dataclass
@@ -31,9 +32,10 @@ def gallery_items(history: History) -> list[tuple[str, str]]:
     return [(str(e.thumb or e.media), f"{e.prompt} · seed {e.seed}") for e in history.entries()]
 
 
-def results_picker(history: History, label: str, elem_id: str) -> gr.Dropdown:
-    """A row's picker of 2-4 results, by label, newest first."""
-    return gr.Dropdown(choices(history), multiselect=True, max_choices=4, label=label, elem_id=elem_id, scale=4)
+def results_picker(spaces: Spaces, label: str, elem_id: str) -> gr.Dropdown:
+    """A row's picker of 2-4 results, by label, newest first (a signed-in user's filled on page load)."""
+    initial = [] if spaces.per_user else choices(spaces.shared.history)
+    return gr.Dropdown(initial, multiselect=True, max_choices=4, label=label, elem_id=elem_id, scale=4)
 
 
 def entry_at(entries: list, index):
@@ -46,14 +48,16 @@ def entry_at(entries: list, index):
     return entries[index]
 
 
-def build_history_tab(history: History) -> HistoryTab:
+def build_history_tab(spaces: Spaces) -> HistoryTab:
+    """The signed-in user's results only (see Spaces); everyone's without sign-in."""
+    history_of = lambda request: spaces.of(request).history  # noqa: E731
     with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         with gr.Row():
             refresh = gr.Button("Refresh", scale=0)
-            pick = results_picker(history, "Pick 2–4 results to compare", "history-pick")
+            pick = results_picker(spaces, "Pick 2–4 results to compare", "history-pick")
             to_compare = gr.Button("Compare selected", variant="primary", scale=0, elem_id="history-compare")
         gallery = gr.Gallery(
-            gallery_items(history),
+            [] if spaces.per_user else gallery_items(spaces.shared.history),
             columns=8,
             height="auto",
             object_fit="contain",
@@ -76,8 +80,8 @@ def build_history_tab(history: History) -> HistoryTab:
                     send = gr.Button("Send", scale=1)
                 delete = gr.Button("Delete", variant="stop", elem_id="history-delete")
 
-    def show(evt: gr.SelectData):
-        e = entry_at(history.entries(), evt.index)
+    def show(evt: gr.SelectData, request: gr.Request = None):
+        e = entry_at(history_of(request).entries(), evt.index)
         if e is None:
             return None, gr.Row(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
         text = f"**{e.prompt}**\n\n{e.settings_text()}\n\n{e.created} · model `{e.meta.get('model', '?')}`"
@@ -93,7 +97,8 @@ def build_history_tab(history: History) -> HistoryTab:
 
     gallery.select(show, None, [selected, detail, video, image, info, download, media_path])
 
-    def delete_fn(entry_id, current_pick):
+    def delete_fn(entry_id, current_pick, request: gr.Request = None):
+        history = history_of(request)
         if not entry_id or not history.delete(entry_id):
             raise gr.Error("Nothing deleted: pick a result first.")
         ids = {i for _, i in choices(history)}

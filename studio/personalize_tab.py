@@ -24,7 +24,8 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, probe, re
 from .characters import CharacterNameError, CharacterStore
 from .compare import CSS, JS, Cell, player_html
 from .edit_tab import VIDEO_TYPES
-from .events import made_from, progress_event, stream_updates
+from .events import live_preview, made_from, preview_html, progress_event, session_key, stream_updates
+from .spaces import Spaces
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
@@ -230,14 +231,19 @@ class PersonalizeHandlers:
         return str(write_png(folder / f"{_safe_stem(taken['name'])}-frame-{k}.png", image))
 
     # -- saved characters -----------------------------------------------------------------------
-    def save_character(self, name, loaded: dict | None, reference, replace=False) -> tuple[str, dict]:
-        """Keep the current reference under `name`: (the message, the new `named`). Raises
-        CharacterNameError (a ValueError) with a message when it cannot."""
+    def save_character(
+        self, name, loaded: dict | None, reference, replace=False, characters: CharacterStore | None = None
+    ) -> tuple[str, dict]:
+        """Keep the current reference under `name` in `characters` (default the tab's store): (the
+        message, the new `named`). Raises CharacterNameError (a ValueError) with a message when it
+        cannot."""
         if not loaded or "view" not in loaded:
             raise CharacterNameError("Choose a reference the model can read first; then save it under a name.")
         image = loaded.get("image")
         image = read_image(loaded["view"]) if image is None else image
-        saved = self.characters.save(name, image, reference, loaded["digest"], loaded["summary"], bool(replace))
+        saved = (characters or self.characters).save(
+            name, image, reference, loaded["digest"], loaded["summary"], bool(replace)
+        )
         return f"Saved **{saved.name}**: pick it from the list to use it again.", {
             "sha256": loaded["digest"],
             "name": saved.name,
@@ -257,6 +263,7 @@ class PersonalizeHandlers:
         schedule,
         upscale=0,
         session: str = "local",
+        folder=None,
     ):
         """Yields dicts per event: status/progress, preview, then result + board (reference |
         result | upscaled), or error (+ cancelled)."""
@@ -264,7 +271,7 @@ class PersonalizeHandlers:
         req = request_from(
             reference, reference_name, prompt, seed, steps, guidance, reference_guidance, frames, schedule, upscale
         )
-        for ev in self.engine.run(req, cancel=token):
+        for ev in self.engine.run(req, cancel=token, folder=folder):
             if isinstance(ev, Progress):
                 yield progress_event(ev)
             elif isinstance(ev, Preview):
@@ -338,10 +345,12 @@ def _safe_stem(name: str) -> str:
 
 
 def build_personalize_tab(
-    engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path, characters: CharacterStore
+    engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path, spaces: Spaces
 ) -> PersonalizeTab:
-    """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
-    h = PersonalizeHandlers(engine, tokens, workdir, characters)
+    """Build the tab inside the current Blocks context; the caller wires what crosses tabs. Saved
+    characters are the signed-in user's own (see Spaces)."""
+    h = PersonalizeHandlers(engine, tokens, workdir, spaces.shared.characters)
+    characters_of = lambda request: spaces.of(request).characters  # noqa: E731
     d = PersonalizeRequest(reference="", prompt="")
     has = engine.personalizer is not None
     gr.Markdown(KNOWS if has else f"**Personalization is off: {NO_PERSONALIZER}.** " + KNOWS, elem_id="pt-knows")
@@ -367,7 +376,11 @@ def build_personalize_tab(
             with gr.Accordion("Saved characters", open=True):
                 with gr.Row():
                     pick = gr.Dropdown(
-                        characters.names(), value=None, label="Use a saved character", scale=3, elem_id="pt-pick"
+                        [] if spaces.per_user else spaces.shared.characters.names(),  # else filled on page load
+                        value=None,
+                        label="Use a saved character",
+                        scale=3,
+                        elem_id="pt-pick",
                     )
                     delete = gr.Button("Delete", variant="stop", scale=0, min_width=80, elem_id="pt-delete")
                 with gr.Row():
@@ -420,9 +433,7 @@ def build_personalize_tab(
                 "Choose a reference to begin." if has else f"**Personalization is off: {NO_PERSONALIZER}.**",
                 elem_id="pt-status",
             )
-            preview = gr.Image(
-                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="pt-preview", height=160
-            )
+            preview = live_preview("pt-preview")
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="pt-board")
             with gr.Row():
                 upscale4 = gr.Button(
@@ -441,28 +452,29 @@ def build_personalize_tab(
     dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
 
     # -- the reference: shown as the model sees it as soon as it is chosen ---------------------
-    def on_reference(path, who):
+    def on_reference(path, who, request: gr.Request = None):
         got = h.load(path)
         kept = {k: v for k, v in got.items() if k != "image"} or None
         name = h.reference_name(got, who)
         line = h.reference_line(got, who)
         ready = "Ready." if "view" in got else ("Choose another reference." if got else "Choose a reference to begin.")
-        shown = gr.Dropdown(value=name if name in characters.names() else None)
+        shown = gr.Dropdown(value=name if name in characters_of(request).names() else None)
         return kept, gr.Image(value=got.get("view")), line, shown, ready if has else gr.skip()
 
     reference.change(on_reference, [reference, named], [loaded, prepared, reference_info, pick, status])
 
-    def on_pick(name):
-        c = characters.get(name)
+    def on_pick(name, request: gr.Request = None):
+        c = characters_of(request).get(name)
         if c is None:
             return gr.skip(), gr.skip(), f"**No saved character named “{name}”; it may have been deleted.**"
         return str(c.image), {"sha256": c.sha256, "name": c.name}, ""
 
     pick.input(on_pick, pick, [reference, named, characters_info])
 
-    def on_save(name, got, path, over):
+    def on_save(name, got, path, over, request: gr.Request = None):
+        characters = characters_of(request)
         try:
-            message, who = h.save_character(name, got, path, over)
+            message, who = h.save_character(name, got, path, over, characters)
         except CharacterNameError as e:
             return gr.skip(), gr.skip(), f"**{e}**", gr.skip(), gr.skip()
         except (OSError, ValueError) as e:  # a full disk, a folder another session just changed
@@ -479,7 +491,8 @@ def build_personalize_tab(
         on_save, [save_name, loaded, reference, replace], [named, pick, characters_info, reference_info, save_name]
     )
 
-    def on_delete(name, who, got):
+    def on_delete(name, who, got, request: gr.Request = None):
+        characters = characters_of(request)
         if not name:
             return gr.skip(), "**Pick a saved character to delete first.**", gr.skip(), gr.skip()
         try:
@@ -541,19 +554,21 @@ def build_personalize_tab(
         request: gr.Request,
         progress=gr.Progress(),
     ):
-        session = request.session_hash if request else "local"
+        session = session_key(request)
         name = h.reference_name(reference, who)  # the saved character's, if the reference is still it
 
         def fill(ev: dict, out: dict) -> None:
             if "preview" in ev:
-                out[preview] = ev["preview"]
+                out[preview] = preview_html(ev["preview"])
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
                 out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
 
         settings = (reference, name, prompt, seed, steps, guidance, reference_guidance, frames, schedule, upscale)
-        yield from stream_updates(h.generate(*settings, session=session), progress, status, fill)
+        yield from stream_updates(
+            h.generate(*settings, session=session, folder=spaces.of(request).folder), progress, status, fill
+        )
 
     event = go.click(
         run,
@@ -563,8 +578,8 @@ def build_personalize_tab(
         concurrency_id=concurrency_id,
     )
 
-    def do_stop(request: gr.Request):
-        return h.stop(request.session_hash if request else "local")
+    def do_stop(request: gr.Request = None):
+        return h.stop(session_key(request))
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)

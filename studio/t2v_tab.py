@@ -16,7 +16,8 @@ import numpy as np
 from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result, T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
-from .events import progress_event, stream_updates
+from .events import live_preview, preview_html, progress_event, session_key, stream_updates
+from .spaces import Spaces
 
 EXAMPLES = [
     "a red circle moving left on a blue background",
@@ -179,6 +180,7 @@ class T2VHandlers:
         upscale=0,
         batch=1,
         session: str = "local",
+        folder=None,
     ):
         """Yields dicts per event: reading first, then status/progress, preview, result (+ results so
         far; + board, upscaled and base when it was upscaled in the same job), or error (+ cancelled)."""
@@ -191,7 +193,7 @@ class T2VHandlers:
             )
             if k == 0:
                 yield {"reading": self.reading(req.prompt, req.frames, req.rewrite)}
-            for ev in self.engine.run(req, cancel=token):
+            for ev in self.engine.run(req, cancel=token, folder=folder):
                 tag = f"{k + 1}/{n} · " if n > 1 else ""
                 if isinstance(ev, Progress):
                     yield progress_event(ev, tag)
@@ -226,7 +228,7 @@ class T2VHandlers:
         return "Stopped. Clips already finished are kept in History."
 
 
-def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
+def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, spaces: Spaces):
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = T2VHandlers(engine, tokens)
     gr.Markdown(KNOWS)
@@ -261,9 +263,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                 stop = gr.Button("Stop", variant="stop", elem_id="t2v-stop")
         with gr.Column(scale=4):
             status = gr.Markdown("Ready.", elem_id="t2v-status")
-            preview = gr.Image(
-                label="Live preview (latent → RGB, every step)", interactive=False, elem_id="t2v-preview", height=160
-            )
+            preview = live_preview("t2v-preview")
             video = gr.Video(
                 label="Result", interactive=False, autoplay=True, loop=True, height=320, elem_id="t2v-video"
             )
@@ -304,14 +304,14 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
         progress=gr.Progress(),
     ):
         settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
-        session = request.session_hash if request else "local"
+        session = session_key(request)
         paths = {"last": last_path, "previous": prev_path}
 
         def fill(ev: dict, out: dict) -> None:
             if "reading" in ev:
                 out[reading] = ev["reading"]
             if "preview" in ev:
-                out[preview] = ev["preview"]
+                out[preview] = preview_html(ev["preview"])
             if "result" in ev:
                 path, up = ev["result"], "board" in ev
                 is_image = path.endswith(".png")
@@ -327,7 +327,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
                     thumbs = [str(Path(p).with_name(Path(p).stem + ".thumb.png")) for p in ev["results"]]
                     out[shelf] = gr.Gallery(value=thumbs, visible=True)
 
-        events = h.generate(*settings, batch=batch, session=session)
+        events = h.generate(*settings, batch=batch, session=session, folder=spaces.of(request).folder)
         yield from stream_updates(events, progress, status, fill)
 
     event = go.click(
@@ -339,7 +339,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str):
     )
 
     def do_stop(request: gr.Request):
-        return h.stop(request.session_hash if request else "local")
+        return h.stop(session_key(request))
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)

@@ -20,7 +20,8 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, write_png
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .edit_tab import VIDEO_TYPES
-from .events import progress_event, stream_updates
+from .events import live_preview, preview_html, progress_event, session_key, stream_updates
+from .spaces import Spaces
 from .t2v_tab import NO_UPSAMPLER, large_preview_strip
 
 KNOWS = (
@@ -66,14 +67,12 @@ class UpscaleHandlers:
     """The engine calls behind the tab; plain methods so tests can drive them without a browser.
 
     `workdir` keeps each input as the model gets it (named by content), to show it and to stand in
-    for an upload that is gone when a result is reopened; `outputs` is where results (and so the
-    clips a cascade upscaled) live."""
+    for an upload that is gone when a result is reopened."""
 
-    def __init__(self, engine, tokens: dict[str, CancelToken], workdir: str | Path, outputs: str | Path):
+    def __init__(self, engine, tokens: dict[str, CancelToken], workdir: str | Path):
         self.engine = engine
         self.tokens = tokens
         self.workdir = Path(workdir)
-        self.outputs = Path(outputs)
         self.max_side = engine.upscale_max_side  # larger inputs are reduced to this on their long side first
 
     # -- the input ------------------------------------------------------------------------------
@@ -126,16 +125,16 @@ class UpscaleHandlers:
             lines.append(f"The model gets **{what} -> {out}** ({k}x){sound}. The upload: {loaded['summary']}.")
         return "\n\n".join(lines)
 
-    def source_for(self, meta: dict) -> str | None:
+    def source_for(self, meta: dict, folder: str | Path) -> str | None:
         """The input to reopen an upscale with: the file it was made from, else a file of the same
-        content in the outputs folder (a cascade's clip, a result sent here), else the input as the
-        model got it (kept here), else None."""
+        content in `folder` (the result's own: a cascade's clip, a result sent here), else the input
+        as the model got it (kept here), else None."""
         video = meta.get("request", {}).get("video")
         if video and Path(video).is_file():
             return str(video)
         digest = meta.get("source", {}).get("sha256", "")
         for name in (meta.get("upscaled_from", {}).get("name"), meta.get("source", {}).get("name")):
-            found = self.outputs / name if name and "/" not in name and "\\" not in name else None
+            found = Path(folder) / name if name and "/" not in name and "\\" not in name else None
             if found is not None and found.is_file() and (not digest or content_digest(found) == digest):
                 return str(found)
         for suffix in (".mp4", ".png"):
@@ -145,12 +144,12 @@ class UpscaleHandlers:
         return None
 
     # -- upscaling ------------------------------------------------------------------------------
-    def upscale(self, video, scale=4, steps=20, seed=0, schedule="linear", session: str = "local"):
+    def upscale(self, video, scale=4, steps=20, seed=0, schedule="linear", session: str = "local", folder=None):
         """Yields dicts per event: status/progress, preview, then result + board (bicubic | upscaled),
         or error (+ cancelled)."""
         token = self.tokens[session] = CancelToken()
         req = request_from(video, scale, steps, seed, schedule)
-        for ev in self.engine.run(req, cancel=token):
+        for ev in self.engine.run(req, cancel=token, folder=folder):
             if isinstance(ev, Progress):
                 yield progress_event(ev)
             elif isinstance(ev, Preview):
@@ -193,10 +192,10 @@ class UpscaleTab:
 
 
 def build_upscale_tab(
-    engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path, outputs: str | Path
+    engine, tokens: dict[str, CancelToken], concurrency_id: str, workdir: str | Path, spaces: Spaces
 ) -> UpscaleTab:
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
-    h = UpscaleHandlers(engine, tokens, workdir, outputs)
+    h = UpscaleHandlers(engine, tokens, workdir)
     d = UpscaleRequest(video="")
     has = engine.upsampler is not None
     gr.Markdown(KNOWS if has else f"**Upscaling is off: {NO_UPSAMPLER}.** " + KNOWS, elem_id="upscale-knows")
@@ -239,12 +238,7 @@ def build_upscale_tab(
                 height=200,
                 elem_id="upscale-input-image",
             )
-            preview = gr.Image(
-                label="Live preview (latent → RGB, every step)",
-                interactive=False,
-                elem_id="upscale-preview",
-                height=160,
-            )
+            preview = live_preview("upscale-preview")
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="upscale-board")
             with gr.Row():
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="upscale-send-choice")
@@ -271,23 +265,23 @@ def build_upscale_tab(
     scale.change(h.input_line, [loaded, scale], source_info, queue=False, show_progress="hidden")
 
     def run(video, k, n_steps, seed_value, sched, request: gr.Request, progress=gr.Progress()):
-        session = request.session_hash if request else "local"
+        session = session_key(request)
 
         def fill(ev: dict, out: dict) -> None:
             if "preview" in ev:
-                out[preview] = ev["preview"]
+                out[preview] = preview_html(ev["preview"])
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
 
-        events = h.upscale(video, k, n_steps, seed_value, sched, session=session)
+        events = h.upscale(video, k, n_steps, seed_value, sched, session=session, folder=spaces.of(request).folder)
         yield from stream_updates(events, progress, status, fill)
 
     outputs_ = [status, preview, board, last]
     event = go.click(run, controls.as_list(), outputs_, concurrency_limit=1, concurrency_id=concurrency_id)
 
     def do_stop(request: gr.Request):
-        return h.stop(request.session_hash if request else "local")
+        return h.stop(session_key(request))
 
     # The token stops the engine within one step; cancelling the event frees the queue slot.
     stop.click(do_stop, None, status, cancels=[event], queue=False)

@@ -373,7 +373,7 @@ def small_clip(tmp_path):
 
 
 def upscale_handlers(engine, tmp_path, tokens=None):
-    return UpscaleHandlers(engine, {} if tokens is None else tokens, tmp_path / "out" / ".studio", tmp_path / "out")
+    return UpscaleHandlers(engine, {} if tokens is None else tokens, tmp_path / "out" / ".studio")
 
 
 def test_upscale_says_what_the_model_gets(engine, small_clip, tmp_path):
@@ -510,12 +510,12 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     assert out[1 + t2v_n + edit_n + 6 :] == [gr.skip()] * (PT_N + 1)  # Personalize left alone
     # The upload gone: the input as the model got it (kept by the tab) stands in for it.
     Path(small_clip).unlink()
-    kept = h.source_for(entry.meta)
+    kept = h.source_for(entry.meta, entry.media.parent)
     assert kept and Path(kept).parent == tmp_path / "out" / ".studio" and read_video(kept)[0].shape == (8, 48, 64, 3)
     # An upscale made in the same job as its clip reopens with that clip (in the outputs folder) as input.
     final = run(T2VHandlers(engine, {}), steps=1, upscale=4)[-1]
     up = next(e for e in History(tmp_path / "out").entries() if e.task == "upscale")
-    assert up.media == Path(final["result"]) and h.source_for(up.meta) == final["base"]
+    assert up.media == Path(final["result"]) and h.source_for(up.meta, up.media.parent) == final["base"]
     # "Upscale 4x" after a result: to the Upscale tab at 4x (the upscale then runs there).
     to_upscale = fn_named(demo, "to_upscale")[0]  # T2V's and Edit's "Upscale 4x" share it
     tab, path, scale = to_upscale.fn(final["base"])
