@@ -33,7 +33,17 @@ from engine.requests import (
 from engine.video_io import VideoInputError, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
-from .events import live_preview, made_from, preview_html, progress_event, session_key, stream_updates
+from .events import (
+    live_preview,
+    made_from,
+    preview_html,
+    progress_event,
+    save_npy,
+    session_key,
+    shown_files_error,
+    stream_updates,
+    write_shown,
+)
 from .spaces import Spaces
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
@@ -180,12 +190,17 @@ class EditHandlers:
             summary += "; its sound is kept in the result"
         kept = self._kept(clip.digest, summary, clip.fps)
         if kept is None:
-            self.workdir.mkdir(parents=True, exist_ok=True)
             stem = self.workdir / clip.digest[:16]
-            np.save(stem.with_suffix(".npy"), clip.frames)
-            if len(clip.frames) == 1:
-                write_png(stem.with_suffix(".png"), clip.frames[0])
-            write_video(stem.with_suffix(".mp4"), clip.frames, clip.fps)  # written last: it marks them complete
+            try:
+                write_shown(stem.with_suffix(".npy"), lambda p: save_npy(p, clip.frames))
+                if len(clip.frames) == 1:
+                    write_shown(stem.with_suffix(".png"), lambda p: write_png(p, clip.frames[0]))
+                # Written last: it marks the others complete.
+                write_shown(stem.with_suffix(".mp4"), lambda p: write_video(p, clip.frames, clip.fps))
+            except OSError as e:  # a full disk: nothing half-made is left to be taken as complete
+                for suffix in (".npy", ".png", ".mp4"):
+                    stem.with_suffix(suffix).unlink(missing_ok=True)
+                return shown_files_error(e, Path(video).name)
             kept = self._kept(clip.digest, summary, clip.fps)
         return kept
 
@@ -311,30 +326,29 @@ class EditHandlers:
         # Named by the result's whole path: a signed-in user's folder name is not guessable, so neither is this.
         key = hashlib.sha256(str(Path(ev.path).resolve()).encode()).hexdigest()[:16]
         image = Path(ev.path).suffix == ".png"
-        if image:
-            diff_path = write_png(self.workdir / f"diff-{key}.png", diff[0])
-            src_path = self.workdir / f"{src['digest'][:16]}.png"
-        else:
-            diff_path = write_video(self.workdir / f"diff-{key}.mp4", diff, src["fps"])
-            src_path = Path(src["view"])
+        src_path = self.workdir / f"{src['digest'][:16]}.png" if image else Path(src["view"])
+        try:
+            if image:
+                diff_path = write_shown(self.workdir / f"diff-{key}.png", lambda p: write_png(p, diff[0]))
+            else:
+                diff_path = write_shown(self.workdir / f"diff-{key}.mp4", lambda p: write_video(p, diff, src["fps"]))
+        except OSError:  # a full disk after the result was saved: show it without what changed
+            diff_path = None
         given = ev.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
         cells = [
             Cell(src_path, "Source, as the model sees it", src["summary"], src["fps"]),
             Cell(ev.path, f"Result: {given}", _settings(req, ev.metadata), src["fps"], Path(ev.path).stem),
-            Cell(
-                diff_path,
-                "What changed",
-                f"|result − source| × {DIFF_GAIN}; {changed:.0%} of pixels changed",
-                src["fps"],
-            ),
         ]
+        if diff_path is not None:
+            caption = f"|result − source| × {DIFF_GAIN}; {changed:.0%} of pixels changed"
+            cells.append(Cell(diff_path, "What changed", caption, src["fps"]))
         if upscaled is not None:
             (w, h), (big_w, big_h) = upscaled.metadata["input_size"], upscaled.metadata["size"]
             r = upscaled.metadata["request"]
             caption = f"{w}x{h} -> {big_w}x{big_h} · seed {r['seed']} · {r['steps']} steps"
             cells.append(Cell(upscaled.path, f"Upscaled {r['scale']}x", caption, src["fps"], Path(upscaled.path).stem))
         board = player_html(cells, zoom=upscaled is not None)
-        return {"board": board, "diff": str(diff_path), "changed": changed}
+        return {"board": board, "diff": diff_path and str(diff_path), "changed": changed}
 
     def stop(self, session: str = "local") -> str:
         token = self.tokens.get(session)

@@ -1,8 +1,10 @@
-"""What every tab does with its handler's event stream: progress bar, status line, errors."""
+"""What every tab shares: its handler's event stream (progress bar, status line, errors), the
+live preview, whose job a cancel token is, and writing the files it shows besides results."""
 
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +47,36 @@ def made_from(ev: Result) -> Result:
         meta = {"request": base.get("request", {})}
     frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
     return Result(path=path, metadata=meta, frames=frames)
+
+
+def shown_files_error(e: OSError, name: str) -> dict:
+    """{"error"} for a tab that could not write what it shows of an upload (the source as the model
+    sees it, frames to pick from): the cause, and what to do."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return {"error": f"Could not prepare {name} to show it: the disk is full. Free some disk space and try again."}
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return {"error": f"Could not prepare {name} to show it: the studio's folder cannot be written."}
+    return {"error": f"Could not prepare {name} to show it ({e.strerror or e}); try again."}
+
+
+def write_shown(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write a file a tab shows through `part-<name>` and a rename: complete, or not there (a
+    failure removes the part and raises)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name("part-" + path.name)
+    try:
+        write(part)
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_npy(path: Path, frames: np.ndarray) -> None:
+    """np.save through a file that is closed (and so complete) before it is renamed."""
+    with open(path, "wb") as f:
+        np.save(f, frames)
 
 
 def live_preview(elem_id: str) -> gr.HTML:

@@ -24,7 +24,17 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, probe, re
 from .characters import CharacterNameError, CharacterStore
 from .compare import CSS, JS, Cell, player_html
 from .edit_tab import VIDEO_TYPES
-from .events import live_preview, made_from, preview_html, progress_event, session_key, stream_updates
+from .events import (
+    live_preview,
+    made_from,
+    preview_html,
+    progress_event,
+    save_npy,
+    session_key,
+    shown_files_error,
+    stream_updates,
+    write_shown,
+)
 from .spaces import Spaces
 from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
@@ -141,8 +151,10 @@ class PersonalizeHandlers:
             return {"error": str(e)}
         view = self.workdir / f"reference-{ref.digest[:16]}.png"
         if not view.is_file():
-            part = write_png(self.workdir / f"part-{view.name}", ref.image)
-            part.replace(view)  # complete, or not there
+            try:
+                write_shown(view, lambda p: write_png(p, ref.image))
+            except OSError as e:
+                return shown_files_error(e, Path(reference).name)
         return {"view": str(view), "summary": ref.summary, "digest": ref.digest, "image": ref.image}
 
     @staticmethod
@@ -199,13 +211,12 @@ class PersonalizeHandlers:
         except VideoInputError as e:
             return {"error": str(e)}
         frames = got.frames[:TAKE_MAX_FRAMES]
-        self.workdir.mkdir(parents=True, exist_ok=True)
         npy = self.workdir / f"take-{got.digest[:16]}-{len(frames)}.npy"
         if not npy.is_file():
-            part = npy.with_name("part-" + npy.name)
-            with open(part, "wb") as f:
-                np.save(f, frames)
-            part.replace(npy)
+            try:
+                write_shown(npy, lambda p: save_npy(p, frames))
+            except OSError as e:
+                return shown_files_error(e, path.name)
         return {
             "frames": str(npy),
             "count": len(frames),
@@ -536,6 +547,8 @@ def build_personalize_tab(
             return h.use_frame(got, k), None
         except ValueError as e:
             raise gr.Error(str(e)) from None
+        except OSError as e:  # a full disk
+            raise gr.Error(shown_files_error(e, "the frame")["error"]) from None
 
     use.click(on_use, [taken, frame_k], [reference, named])
 

@@ -20,7 +20,15 @@ from engine.video_io import VideoInputError, content_digest, fit_clip, write_png
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .edit_tab import VIDEO_TYPES
-from .events import live_preview, preview_html, progress_event, session_key, stream_updates
+from .events import (
+    live_preview,
+    preview_html,
+    progress_event,
+    session_key,
+    shown_files_error,
+    stream_updates,
+    write_shown,
+)
 from .spaces import Spaces
 from .t2v_tab import NO_UPSAMPLER, large_preview_strip
 
@@ -88,13 +96,13 @@ class UpscaleHandlers:
         n, h, w = clip.frames.shape[:3]
         view = self.workdir / f"upscale-{clip.digest}{'.png' if n == 1 else '.mp4'}"
         if not view.is_file():
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            part = view.with_name("part-" + view.name)  # complete, or not there
-            if n == 1:
-                write_png(part, clip.frames[0])
-            else:
-                write_video(part, clip.frames, clip.fps)
-            part.replace(view)
+            try:
+                if n == 1:
+                    write_shown(view, lambda p: write_png(p, clip.frames[0]))
+                else:
+                    write_shown(view, lambda p: write_video(p, clip.frames, clip.fps))
+            except OSError as e:
+                return shown_files_error(e, Path(video).name)
         return {
             "size": [w, h],
             "frames": n,

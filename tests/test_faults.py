@@ -11,7 +11,6 @@ on the tiny model with small upload limits: every case is real files, and takes 
 from __future__ import annotations
 
 import errno
-import inspect
 import re
 from pathlib import Path
 
@@ -202,9 +201,7 @@ def engine(tiny_model_dir, tmp_path):
 
 
 def _upscale_handlers(engine, workdir: Path) -> UpscaleHandlers:
-    """UpscaleHandlers(engine, tokens, workdir), or with the outputs folder too (the older form)."""
-    extra = [engine.outputs_dir] if len(inspect.signature(UpscaleHandlers).parameters) > 3 else []
-    return UpscaleHandlers(engine, {}, workdir, *extra)
+    return UpscaleHandlers(engine, {}, workdir)
 
 
 def _edit_job(h: EditHandlers, video) -> list[dict]:
@@ -462,3 +459,52 @@ def test_a_header_that_gives_no_length_still_gives_every_frame_in_its_place(tmp_
     for clip in (normalize_video(path, size=8), fit_clip(path, 256)):
         assert clip.frames.shape[0] == 100 and clip.frames.flags.c_contiguous
         assert np.abs(clip.frames.reshape(100, -1).mean(1) - 2 * np.arange(100)).max() < 1.5
+
+
+# -- a disk that fills up while a tab writes what it shows (not a result) -------------------------
+def fill_disk_for_shown_files(monkeypatch, workdir: Path) -> list:
+    """Every file a tab writes into its working folder (`part-*` while written) fills the disk:
+    PNGs and MP4s as above, and .npy files (np.save) after half their bytes."""
+    hits = fill_disk_on(monkeypatch, workdir, r"^part-")
+    real_save = np.save
+
+    def save(file, arr, *a, **k):
+        real_save(file, arr, *a, **k)
+        if getattr(file, "name", "").startswith(str(workdir / "part-")):
+            file.truncate(file.tell() // 2)
+            hits.append(True)
+            raise OSError(errno.ENOSPC, "No space left on device", file.name)
+
+    monkeypatch.setattr(np, "save", save)
+    return hits
+
+
+SHOWN = ["edit", "upscale", "pt-reference", "pt-take"]
+
+
+@pytest.mark.parametrize("tab", SHOWN)
+def test_a_full_disk_while_a_tab_shows_an_upload_says_so_and_leaves_nothing(engine, tmp_path, tab):
+    t = Tab(tab, engine, tmp_path)
+    workdir = engine.outputs_dir / ".studio"
+    upload = t.good_png if tab == "pt-reference" else t.good_clip
+    with pytest.MonkeyPatch.context() as mp:
+        hits = fill_disk_for_shown_files(mp, workdir)
+        got = t.load(upload)
+    assert hits and set(got) == {"error"}, got
+    assert "the disk is full" in got["error"] and Path(upload).name in got["error"]
+    # Nothing half-made is left to be taken for a complete file next time.
+    assert not workdir.exists() or [p for p in workdir.rglob("*") if p.is_file()] == []
+    got = t.load(upload)  # space is back
+    assert "error" not in got and ("view" in got or "frames" in got), got
+
+
+def test_a_full_disk_after_an_edit_is_saved_shows_it_without_what_changed(engine, tmp_path):
+    t = Tab("edit", engine, tmp_path)
+    assert "summary" in t.h.load(t.good_clip)  # the source is shown (its files written)
+    with pytest.MonkeyPatch.context() as mp:
+        fill_disk_on(mp, engine.outputs_dir / ".studio", r"^part-diff-")
+        final = _edit_job(t.h, str(t.good_clip))[-1]
+    assert "result" in final and final["diff"] is None and "What changed" not in final["board"]
+    assert Path(final["result"]).name in final["board"]  # the result plays beside its source
+    assert [e.media for e in History(engine.outputs_dir).entries()] == [Path(final["result"])]
+    assert _parts(tmp_path) == []
