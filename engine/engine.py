@@ -53,7 +53,9 @@ from .video_io import (
     VideoInputError,
     VideoLimits,
     fit_clip,
+    is_still_image,
     normalize_video,
+    probe,
     write_png,
     write_video,
 )
@@ -70,6 +72,11 @@ EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go
 UPSCALE_WINDOW, UPSCALE_OVERLAP = (4, 16, 16), (2, 8, 8)
 UPSCALE_MAX_SIDE = 256  # input pixels on the long side (4x: 1024 out); larger uploads are reduced first
 UPSCALE_MODEL_SCALE = 4  # what the upsampler learned; 2x is its 4x result area-halved
+# An upscale holds its whole clip, enlarged, several times over (the bicubic input, the blended
+# float result, the frames to write): about 38 bytes per output pixel and frame beyond the models
+# (measured: 1.59 GB at 32 frames of 256x256, 2.14 GB at 256). 80 million keeps a job within
+# about 3 GB more: 1200 frames of 256x256, or 135 of 1024x576 (4.5 s at 30 fps).
+UPSCALE_MAX_OUTPUT = 80_000_000  # output pixels x frames per upscale job
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
 
@@ -150,6 +157,7 @@ class Engine:
         self.personalizer_id = f"{self.model_id}+{file_digest(pt)[:8]}" if has_pt2v else ""
         self.limits = limits
         self.upscale_max_side = UPSCALE_MAX_SIDE  # longer uploads are reduced to this before upscaling
+        self.upscale_max_output = UPSCALE_MAX_OUTPUT  # output pixels x frames; longer clips are refused
         self.cache = TensorCache.open(cache_dir) if cache_dir else None  # never fatal: see cache.py
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
@@ -268,19 +276,47 @@ class Engine:
                 " so clips cannot be upscaled; use a model folder that has one."
             )
 
+    def check_upscale_size(self, path: str | Path) -> None:
+        """Refuse, from the header alone (nothing decoded), an upload too long to upscale at its
+        size; raises RequestError with what would fit. A header that says nothing about length
+        passes here, and is checked again once decoded (see _job_upscale)."""
+        if Path(path).is_file() and is_still_image(Path(path)):
+            return  # one frame of at most upscale_max_side: always fits
+        head = probe(path, self.limits)
+        k = min(1.0, self.upscale_max_side / max(head["width"], head["height"], 1))
+        w, h = max(1, round(head["width"] * k)), max(1, round(head["height"] * k))
+        self._check_upscale_output(Path(path).name, head["frames"], w, h, head["fps"])
+
+    def _check_upscale_output(self, name: str, frames: int, w: int, h: int, fps: float) -> None:
+        k = UPSCALE_MODEL_SCALE  # the model works at 4x whatever the scale asked for
+        per_frame = w * k * h * k
+        if frames * per_frame <= self.upscale_max_output:
+            return
+        fit = self.upscale_max_output // per_frame
+        raise RequestError(
+            f"{name} is too long to upscale at its size: {frames} frames of {w}x{h} would make"
+            f" {w * k}x{h * k} frames needing about {frames * per_frame * 38 / 1e9:.0f} GB of memory."
+            f" An upscale takes up to {fit} frames of this size ({fit / fps:.1f} s at {fps:.4g} fps):"
+            " trim the clip (or make it smaller) and upscale it in parts."
+        )
+
     def _job_upscale(self, req: UpscaleRequest) -> _Job:
         """Movie Gen's spatial upsampler: the input enlarged by bicubic in pixel space, encoded,
         its latents on the transformer's extra channels, the result decoded with the enlarged input
         beside the latents. The bicubic enlargement is written beside the result for comparison."""
         self._need_upsampler()
+        self.check_upscale_size(req.video)  # before decoding: a long upload is refused at once
         clip = fit_clip(req.video, self.upscale_max_side, None, self.limits)
         frames, h, w = clip.frames.shape[:3]
+        self._check_upscale_output(Path(req.video).name, frames, w, h, clip.fps)  # headers can lie
         k = UPSCALE_MODEL_SCALE
         m = self.tae.cfg.spatial_down * self.upsampler.cfg.dit.patch[1]  # latents must fill whole patches
         ph, pw = -(-h * k // m) * m, -(-w * k // m) * m
         enlarged = upscale_bicubic(clip.frames, k)  # (T, kh, kw, 3)
-        # Replicate the edges out to whole patches; the result is cropped back.
-        padded = np.pad(enlarged, ((0, 0), (0, ph - h * k), (0, pw - w * k), (0, 0)), mode="edge")
+        # Replicate the edges out to whole patches; the result is cropped back. (No copy when the
+        # sides are whole patches already: it is the whole enlarged clip.)
+        pad = ((0, 0), (0, ph - h * k), (0, pw - w * k), (0, 0))
+        padded = np.pad(enlarged, pad, mode="edge") if (ph, pw) != (h * k, w * k) else enlarged
         padded_t = torch.from_numpy(padded)
         bicubic = enlarged if req.scale == k else upscale_bicubic(clip.frames, req.scale)
 

@@ -241,7 +241,8 @@ def _output_frames(seconds: float, fps: float) -> int:
     return max(1, math.floor(seconds * fps + 1e-6))
 
 
-def _is_still_image(path: Path) -> bool:
+def is_still_image(path: Path) -> bool:
+    """A PNG, JPEG or WebP, by its first bytes (a GIF goes through PyAV, as a video)."""
     with open(path, "rb") as f:
         head = f.read(12)
     return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
@@ -292,7 +293,7 @@ Transform = Callable[[Image.Image, int], tuple[np.ndarray, str]]  # (frame, turn
 def _normalize(path: Path, transform: Transform, fps: float | None, limits: VideoLimits) -> NormalizedClip:
     """Decode `path` as a stream, transforming each frame as it arrives (see normalize_video)."""
     _check_file(path, limits)
-    if _is_still_image(path):
+    if is_still_image(path):
         return _normalize_image(path, transform, fps or 8.0, limits)
     head = probe(path, limits)  # every header limit, before any decoding work
     fps = fps or head["fps"]
@@ -624,7 +625,7 @@ def read_image(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> 
     orientation), anything else as the first frame of a video."""
     path = Path(path)
     _check_file(path, limits)
-    if _is_still_image(path):
+    if is_still_image(path):
         return np.asarray(_open_image(path, limits)[0])
     video, _ = read_video(path, limits)
     return video[0]

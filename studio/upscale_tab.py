@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.requests import UPSCALE_FACTORS, CancelToken, Error, Preview, Progress, Result, UpscaleRequest
+from engine.requests import UPSCALE_FACTORS, CancelToken, Error, Preview, Progress, RequestError, Result, UpscaleRequest
 from engine.video_io import VideoInputError, content_digest, fit_clip, write_png, write_video
 
 from .compare import CSS, JS, player_html, upscale_cells
@@ -90,8 +90,9 @@ class UpscaleHandlers:
         if not video:
             return {}
         try:
+            self.engine.check_upscale_size(str(video))  # a clip too long to upscale: said before decoding it
             clip = fit_clip(str(video), self.max_side, None, self.engine.limits)
-        except VideoInputError as e:
+        except (VideoInputError, RequestError) as e:
             return {"error": str(e)}
         n, h, w = clip.frames.shape[:3]
         view = self.workdir / f"upscale-{clip.digest}{'.png' if n == 1 else '.mp4'}"

@@ -508,3 +508,24 @@ def test_a_full_disk_after_an_edit_is_saved_shows_it_without_what_changed(engine
     assert Path(final["result"]).name in final["board"]  # the result plays beside its source
     assert [e.media for e in History(engine.outputs_dir).entries()] == [Path(final["result"])]
     assert _parts(tmp_path) == []
+
+
+# -- an upload too long to upscale --------------------------------------------------------------------
+def test_a_clip_too_long_to_upscale_is_refused_from_its_header_with_what_fits(engine, spy, tmp_path):
+    """An upscale holds its whole clip enlarged: one whose result would pass the memory budget is
+    refused before any decoding, saying how many frames of its size fit; a shorter one works."""
+    engine.upscale_max_output = 4 * 128 * 128  # four 128x128 frames: a 32x32 clip, 4x
+    h = _upscale_handlers(engine, engine.outputs_dir / ".studio")
+    long = _good_mp4(tmp_path / "upload" / "long.mp4", 32, 8)
+    got = h.load(str(long))
+    assert set(got) == {"error"} and "long.mp4 is too long to upscale" in got["error"]
+    assert "up to 4 frames of this size (0.5 s at 8 fps)" in got["error"]
+    events = list(h.upscale(str(long), 4, 1, 0))
+    assert events[-1]["error"] == got["error"] and len(events) == 1
+    assert spy["frames"] == 0 and spy["model"] == 0  # refused from the header: nothing decoded
+    assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
+    # An image always fits (one frame), and a clip within the budget is upscaled.
+    assert "view" in h.load(str(_good_png(tmp_path / "upload" / "still.png")))
+    short = _good_mp4(tmp_path / "upload" / "short.mp4", 32, 4)
+    final = list(h.upscale(str(short), 4, 1, 0))[-1]
+    assert "result" in final and [e.media for e in History(engine.outputs_dir).entries()] == [Path(final["result"])]
