@@ -15,7 +15,6 @@ randomness is drawn from (seed, step), so a resumed run draws what the uninterru
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -25,17 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import save_component
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
-from ..sampling import interpolate, sample_times, target_velocity
 from ..world.captions import free_caption
 from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
+from .common import Runtime
+from .flow_loop import FlowLoop, StepBatch, grown_groups, train_flow
 from .t2v_stage import encode_dataset
 
 
@@ -202,38 +199,19 @@ def train_edit(
             f" ready in {time.perf_counter() - t0:.0f}s",
             flush=True,
         )
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    groups = [
-        {"params": [p for k, p in named if not k.startswith(NEW_PARTS)], "lr_mult": 1.0},
-        {"params": [p for k, p in named if k.startswith(NEW_PARTS)], "lr_mult": tcfg.new_lr_mult},
-    ]
-    opt = torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = resume(run / "resume", model, ema, opt, rt, "edit")
-    gen = torch.Generator()
-    log = Logger(rt, "edit", tcfg.steps, every=25)
-    for step in range(start, tcfg.steps):
-        rng = step_rng(tcfg.seed, step, rt.rank, gen)
-        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
+
+    def batch(step: int, rng: np.random.Generator) -> StepBatch:
         image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
         data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
         keep = tcfg.keep_share if step >= tcfg.keep_from else 0.0
         x1, cond, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device, keep)
-        x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
-        t = sample_times(n, gen, rt.device)
-        xt = interpolate(x0, x1, t)
-        with rt.autocast():
-            v = model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts))
-        loss = F.mse_loss(v.float(), target_velocity(x0, x1))
-        optimizer_step(opt, params, loss, rt)
-        update_ema(ema, model, step, tcfg.ema)
-        log.log(step, **{"img" if image else "vid": loss})
-        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
-            save_state(run / "resume", step + 1, model, ema, opt)
-            # bf16 snapshots to evaluate while training goes on (the shipped T2V is bf16 too).
-            meta = {"edit_steps": step + 1}
-            save_component(run / f"edit-step{step + 1}", "generator", gcfg, ema, meta, torch.bfloat16)
-        rt.barrier()
-    rt.check_in_sync(ema, "edit")
-    return ema
+        return (
+            "img" if image else "vid",
+            x1,
+            lambda xt, t: model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts)),
+        )
+
+    loop = FlowLoop(
+        "edit", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, steps_key="edit_steps"
+    )
+    return train_flow(model, gcfg, grown_groups(model, NEW_PARTS, tcfg.new_lr_mult), loop, rt, run, batch)

@@ -36,12 +36,12 @@ from ..checkpoint import save_component
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
 from ..models.upsampler import SkipDecoder
-from ..sampling import interpolate, sample_times, target_velocity
 from ..upscale_data import TRAIN_PHOTOS, DegradeConfig, degrade, load_photo, pan_zoom_clip, upscale_bicubic
 from ..world.data import to_frames, to_tensor
 from ..world.render import render
 from ..world.scene import sample_scene
 from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
+from .flow_loop import FlowLoop, StepBatch, train_flow
 from .tae_stage import edge_loss
 
 
@@ -214,28 +214,14 @@ def train_upsampler(
     """Flow matching from noise to the truth's latents, given the enlarged input's latents."""
     torch.manual_seed(tcfg.seed)
     model = Generator(gcfg).to(rt.device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = resume(run / "upscale-resume", model, ema, opt, rt, "upscale")
-    gen = torch.Generator()
-    log = Logger(rt, "upscale", tcfg.steps, every=25)
-    for step in range(start, tcfg.steps):
-        rng = step_rng(tcfg.seed, step, rt.rank, gen)
-        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
+
+    def batch(step: int, rng: np.random.Generator) -> StepBatch:
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         x1, cond = data.z[idx].to(rt.device).float(), data.c[idx].to(rt.device).float()
-        x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
-        t = sample_times(tcfg.batch, gen, rt.device)
-        with rt.autocast():
-            v = model(interpolate(x0, x1, t), t, cond=cond, **model.encode_prompts([""] * tcfg.batch))
-        loss = F.mse_loss(v.float(), target_velocity(x0, x1))
-        optimizer_step(opt, params, loss, rt)
-        update_ema(ema, model, step, tcfg.ema)
-        log.log(step, loss=loss)
-        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
-            save_state(run / "upscale-resume", step + 1, model, ema, opt)
-            save_component(run / f"upscale-step{step + 1}", "generator", gcfg, ema, {"steps": step + 1}, torch.bfloat16)
-        rt.barrier()
-    rt.check_in_sync(ema, "upscale")
-    return ema
+        return "loss", x1, lambda xt, t: model(xt, t, cond=cond, **model.encode_prompts([""] * tcfg.batch))
+
+    loop = FlowLoop(
+        "upscale", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, "upscale-resume"
+    )
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    return train_flow(model, gcfg, groups, loop, rt, run, batch)
