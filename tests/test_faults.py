@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 from PIL import ImageFile
-from test_video_io_stream import _add_tone, solid
+from test_video_io_stream import _add_tone, headerless_mkv, solid
 
 import engine.video_io as video_io
 from engine.engine import Engine
@@ -435,27 +435,8 @@ def test_a_header_that_gives_no_length_still_gives_every_frame_in_its_place(tmp_
     grown as they come (they are gathered into one array, held once): 100 frames, each in its place."""
     from engine.video_io import fit_clip, normalize_video
 
-    class Pipe:  # write-only, not seekable: the muxer cannot go back to fill in the length
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def write(self, b: bytes) -> int:
-            self.data += b
-            return len(b)
-
-    pipe = Pipe()
-    with av.open(pipe, "w", format="matroska") as c:
-        s = c.add_stream("libx264", rate=8)
-        s.width = s.height = 16
-        s.pix_fmt = "yuv420p"
-        s.options = {"qp": "0", "preset": "ultrafast"}
-        for i in range(100):
-            for p in s.encode(av.VideoFrame.from_ndarray(solid(1, 16, 16, (2 * i,) * 3)[0], format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    path = tmp_path / "stream.mkv"
-    path.write_bytes(bytes(pipe.data))
+    ramp = np.concatenate([solid(1, 16, 16, (2 * i,) * 3) for i in range(100)])
+    path = headerless_mkv(tmp_path / "stream.mkv", ramp, lossless=True)
     for clip in (normalize_video(path, size=8), fit_clip(path, 256)):
         assert clip.frames.shape[0] == 100 and clip.frames.flags.c_contiguous
         assert np.abs(clip.frames.reshape(100, -1).mean(1) - 2 * np.arange(100)).max() < 1.5
@@ -523,6 +504,10 @@ def test_a_clip_too_long_to_upscale_is_refused_from_its_header_with_what_fits(en
     events = list(h.upscale(str(long), 4, 1, 0))
     assert events[-1]["error"] == got["error"] and len(events) == 1
     assert spy["frames"] == 0 and spy["model"] == 0  # refused from the header: nothing decoded
+    assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
+    # A header that says nothing about length passes the first check; decoded, it is refused.
+    unsized = headerless_mkv(tmp_path / "upload" / "unsized.mkv", solid(8, 32, 32, (200, 30, 30)))
+    assert "unsized.mkv is too long to upscale" in list(h.upscale(str(unsized), 4, 1, 0))[-1]["error"]
     assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
     # An image always fits (one frame), and a clip within the budget is upscaled.
     assert "view" in h.load(str(_good_png(tmp_path / "upload" / "still.png")))

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
+from test_studio import SETTINGS
 
 from app import read_auth
 from engine.engine import Engine
@@ -23,20 +24,9 @@ from studio.spaces import Spaces, UserNameError
 
 ALICE = SimpleNamespace(username="alice", session_hash="page-a")
 BOB = SimpleNamespace(username="bob", session_hash="page-b")
-T2V = dict(
-    prompt="a red circle moving left on a blue background",
-    negative="",
-    seed=1,
-    steps=2,
-    guidance=4.0,
-    frames=1,
-    size=64,
-    schedule="linear",
-    rewrite=False,
-    upscale=0,
-    batch=1,
-    last_path=None,
-    prev_path=None,
+# The T2V tab's Generate inputs: the studio tests' settings, as one quick image.
+T2V = SETTINGS | dict(
+    steps=2, frames=1, schedule="linear", rewrite=False, upscale=0, batch=1, last_path=None, prev_path=None
 )
 
 

@@ -5,6 +5,7 @@ real numbers: which corner a patch lands in, which source frame each output fram
 long the carried audio lasts and whether its packets are the source's own bytes."""
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -241,11 +242,11 @@ def test_refusals_say_what_is_wrong_and_what_is_accepted(tmp_path):
     refused(tmp_path / "missing.mp4", "no such file")
 
 
-def test_limits_hold_while_streaming_when_the_header_says_nothing(tmp_path):
-    """A Matroska stream written without seeking has no duration or frame count in its header,
-    so only decoding can find it too long."""
+def headerless_mkv(path: Path, frames: np.ndarray, fps: int = 8, lossless: bool = False) -> Path:
+    """Frames (T, H, W, 3) as Matroska written to a pipe: the muxer cannot seek back to fill in
+    the length, so the header gives no duration or frame count (as a live stream's)."""
 
-    class Pipe:  # write-only, not seekable: the muxer cannot go back to fill in the length
+    class Pipe:  # write-only, not seekable
         def __init__(self) -> None:
             self.data = bytearray()
 
@@ -255,16 +256,24 @@ def test_limits_hold_while_streaming_when_the_header_says_nothing(tmp_path):
 
     pipe = Pipe()
     with av.open(pipe, "w", format="matroska") as c:
-        s = c.add_stream("libx264", rate=8)
-        s.width = s.height = 16
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width = frames.shape[1:3]
         s.pix_fmt = "yuv420p"
-        for img in solid(40, 16, 16, RED):
+        if lossless:
+            s.options = {"qp": "0", "preset": "ultrafast"}
+        for img in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    path = tmp_path / "stream.mkv"
     path.write_bytes(bytes(pipe.data))
+    return path
+
+
+def test_limits_hold_while_streaming_when_the_header_says_nothing(tmp_path):
+    """A Matroska stream written without seeking has no duration or frame count in its header,
+    so only decoding can find it too long."""
+    path = headerless_mkv(tmp_path / "stream.mkv", solid(40, 16, 16, RED))
     with pytest.raises(VideoInputError, match="more than 20 frames"):
         normalize_video(path, limits=VideoLimits(max_frames=20))
     with pytest.raises(VideoInputError, match="over 3 s"):
