@@ -176,13 +176,16 @@ class _DecodedFrames:
     the first frame to the end of the last one) describe what was decoded.
     """
 
-    def __init__(self, path: Path, limits: VideoLimits, fps: float, turn_upright: bool = True) -> None:
-        self.path, self.limits, self.fps, self.turn_upright = path, limits, fps, turn_upright
+    def __init__(
+        self, path: Path, limits: VideoLimits, fps: float, turn_upright: bool = True, lazy: bool = False
+    ) -> None:
+        """With `lazy`, frames come as _Picture (RGB made when asked) instead of arrays."""
+        self.path, self.limits, self.fps, self.turn_upright, self.lazy = path, limits, fps, turn_upright, lazy
         self.count, self.rotation, self.width, self.height = 0, 0, 0, 0
         self.end = 0.0
         self.error: str | None = None
 
-    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray | _Picture]]:
         name, limits = self.path.name, self.limits
         t0: float | None = None
         try:
@@ -204,15 +207,13 @@ class _DecodedFrames:
                             f"{name} lasts over {limits.max_seconds:.0f} s; that is the limit. Trim it first."
                         )
                     self.rotation = _rotation(s, frame)
-                    rgb = frame.to_ndarray(format="rgb24")
-                    if self.turn_upright and self.rotation:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
+                    picture = _Picture(frame, self.rotation if self.turn_upright else 0)
                     swap = self.rotation in (90, 270)
                     self.width, self.height = (frame.height, frame.width) if swap else (frame.width, frame.height)
                     step = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
                     self.end = t + (step or 1 / self.fps)
                     self.count += 1
-                    yield t, rgb
+                    yield t, (picture if self.lazy else picture.rgb())
         except VideoInputError:
             raise
         except (av.error.FFmpegError, ValueError) as e:
@@ -223,6 +224,18 @@ class _DecodedFrames:
             self.error = _reason(e, self.path)
         if not self.count:
             raise VideoInputError(f"{name} has no frames. Accepted: {ACCEPTED}.")
+
+
+class _Picture:
+    """A decoded frame whose RGB pixels are made only when asked: resampling a clip to a lower
+    rate skips most frames, and converting a 4K frame costs as much as decoding it."""
+
+    def __init__(self, frame: av.VideoFrame, turn: int) -> None:
+        self.frame, self.turn = frame, turn
+
+    def rgb(self) -> np.ndarray:
+        rgb = self.frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, k=self.turn // 90)) if self.turn else rgb
 
 
 def _centre_square(image: Image.Image, size: int, turn: int = 0) -> np.ndarray:
@@ -298,16 +311,18 @@ def _normalize(path: Path, transform: Transform, fps: float | None, limits: Vide
     head = probe(path, limits)  # every header limit, before any decoding work
     fps = fps or head["fps"]
     digest = content_digest(path)
-    stream = _DecodedFrames(path, limits, head["fps"], turn_upright=False)
+    stream = _DecodedFrames(path, limits, head["fps"], turn_upright=False, lazy=True)
     seconds = head["video_duration"] or head["duration"]  # a hint for the result's length, not trusted
     out = _Frames(path.name, min(_output_frames(seconds, fps), limits.max_frames) if seconds else 64)
-    shown: np.ndarray | None = None  # the normalised frame on screen at the next output tick
-    done = ""
-    for t, rgb in stream:
-        while shown is not None and len(out) / fps < t - 1e-6:  # ticks before t show the previous frame
-            out.append(shown)
-        shown, done = transform(Image.fromarray(rgb), stream.rotation)
-    assert shown is not None  # _DecodedFrames raises when nothing decoded
+    pending: _Picture | None = None  # the latest decoded frame: on screen until the next one's time
+    for t, picture in stream:
+        if pending is not None and len(out) / fps < t - 1e-6:  # ticks before t show it: only now is it made
+            shown, done = transform(Image.fromarray(pending.rgb()), stream.rotation)
+            while len(out) / fps < t - 1e-6:
+                out.append(shown)
+        pending = picture
+    assert pending is not None  # _DecodedFrames raises when nothing decoded
+    shown, done = transform(Image.fromarray(pending.rgb()), stream.rotation)  # the last frame, to the end
     # The video stream's header length is what a player shows; without one (Matroska often, or a
     # container whose audio runs longer) the decoded frames say how long the video is.
     duration = head["video_duration"]
