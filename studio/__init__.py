@@ -55,6 +55,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
     # folder grows forever (about 25 files a default job). Every 10 minutes, files over an hour old go.
     with gr.Blocks(title="Shapes Studio", delete_cache=GRADIO_CACHE_BOUND) as demo:
         gr.Markdown("# Shapes Studio")
+        signed_in = gr.Markdown("", visible=per_user, elem_id="signed-in")  # whose work this page shows
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Text to video", id="t2v", elem_id="tab-t2v"):
                 t2v = build_t2v_tab(engine, tokens, ENGINE_QUEUE, spaces)
@@ -102,6 +103,13 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             return gr.Dropdown(choices=spaces.of(request).characters.names())
 
         demo.load(saved_characters, None, pt.pick)
+
+        def who(request: gr.Request = None):
+            name = getattr(request, "username", None)
+            return f"Signed in as **{name}**: History shows your results only · [Sign out](logout)" if name else ""
+
+        if per_user:
+            demo.load(who, None, signed_in)
 
         def end_session(request: gr.Request = None):
             """The page was closed: its job (if any) stops within a step, its token goes."""
