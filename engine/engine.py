@@ -95,8 +95,9 @@ class _Job:
     steps: int
     meta: dict  # the task's own metadata (how the prompt or instruction was read, the source)
     audio_from: Path | None = None  # an upload whose audio goes into the result
-    # Latents (1, Cz, t, h, w) -> pixels (1, 3, T, H, W) in [-1, 1]; None: the TAE's decoder.
-    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Latents (1, Cz, t, h, w) -> pixels (1, 3, T, H, W) in [-1, 1], or straight to uint8 frames
+    # (T, H, W, 3); None: the TAE's decoder.
+    decode: Callable[[torch.Tensor], torch.Tensor | np.ndarray] | None = None
     sidecars: dict[str, np.ndarray] = field(default_factory=dict)  # clips written beside the result
 
 
@@ -320,11 +321,9 @@ class Engine:
         padded_t = torch.from_numpy(padded)
         bicubic = enlarged if req.scale == k else upscale_bicubic(clip.frames, req.scale)
 
-        def decode(latents: torch.Tensor) -> torch.Tensor:
-            video = self.updecoder.decode(self.tae.denormalize(latents), padded_t)[:, :, :, : h * k, : w * k]
-            if req.scale != k:  # 2x: the 4x result area-reduced
-                video = F.avg_pool3d(video, (1, k // req.scale, k // req.scale))
-            return video
+        def decode(latents: torch.Tensor) -> np.ndarray:
+            # Straight to uint8 frames, blended as it goes (2x: the 4x result area-reduced).
+            return self.updecoder.decode_frames(self.tae.denormalize(latents), padded_t, (h * k, w * k), k // req.scale)
 
         def prepare() -> Prepared:
             key = cache_key("enlarged", self.upsampler_id, clip.digest, clip.frames.shape, clip.fps)
@@ -493,7 +492,8 @@ class Engine:
             if cancel.cancelled:
                 raise Cancelled
             decode = job.decode or (lambda z: self.tae.decode(z, job.frames))
-            frames = to_frames(decode(latents)[0])  # (T, H, W, 3)
+            decoded = decode(latents)
+            frames = decoded if isinstance(decoded, np.ndarray) else to_frames(decoded[0])  # (T, H, W, 3)
             if self.cache is not None:
                 self.cache.put(job.key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
         meta = {"request": req.to_dict()} | job.meta

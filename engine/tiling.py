@@ -94,6 +94,12 @@ def ramp_weight(start: int, size: int, total: int, overlap: int | tuple[int, int
     return torch.minimum(rise, fall).clamp(max=1.0)
 
 
+def span_weights(spans: Sequence[Span], total: int) -> list[torch.Tensor]:
+    """The ramp of each tile along one axis, as blend_nd weights them: for a caller that blends
+    one axis itself (as the tiles along it come)."""
+    return [ramp_weight(s, n, total, _overlaps(s, n, spans)) for s, n in spans]
+
+
 def _overlaps(start: int, size: int, spans: Sequence[Span]) -> tuple[int, int]:
     """How far the tile [start, start + size) is overlapped by tiles starting before and after it."""
     before = max((min(a + m, start + size) - start for a, m in spans if a < start), default=0)

@@ -15,6 +15,7 @@ from engine.requests import Error, Progress, RequestError, Result, T2VRequest, U
 from engine.train.recipe import PRESETS
 from engine.upscale_data import upscale_bicubic
 from engine.video_io import read_video, write_png, write_video
+from engine.world.data import to_frames
 
 
 @pytest.fixture()
@@ -59,6 +60,26 @@ def test_the_upsampler_starts_from_bicubic(tmp_path):
     frames = torch.randint(0, 256, (7, 32, 32, 3), dtype=torch.uint8)
     out = dec.decode(z, frames, tile=(1, 2, 2), overlap=(0, 1, 1))  # tiled in time and space
     assert torch.allclose(out, frames.permute(3, 0, 1, 2)[None].float() / 127.5 - 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames,h,w,pool", [(13, 48, 80, 1), (13, 48, 80, 2), (5, 16, 24, 1), (3, 32, 32, 4)])
+def test_decoding_straight_to_frames_is_the_whole_blend_made_uint8(frames, h, w, pool):
+    """decode_frames blends over time as the slabs come and frees what is done; it gives exactly
+    the frames of the whole-clip blend, cropped, area-reduced and made uint8, in any tiling."""
+    torch.manual_seed(0)
+    p = PRESETS["tiny"]
+    dec = SkipDecoder(p.tae).eval()
+    with torch.no_grad():
+        for w_ in dec.parameters():  # a decoder that changes its input, not bicubic's identity
+            w_.normal_(std=0.05)
+    k, s = p.tae.temporal_down, p.tae.spatial_down
+    z = torch.randn(1, p.tae.latent_channels, -(-frames // k), h // s, w // s)
+    x = torch.randint(0, 256, (frames, h, w, 3), dtype=torch.uint8)
+    for tile, overlap in (((2, 4, 4), (1, 2, 2)), ((8, 32, 32), (4, 8, 8))):
+        whole = dec.decode(z, x, tile, overlap)[:, :, :, : h - 8, : w - 8]
+        whole = torch.nn.functional.avg_pool3d(whole, (1, pool, pool)) if pool > 1 else whole
+        got = dec.decode_frames(z, x, (h - 8, w - 8), pool, tile, overlap)
+        assert got.dtype == np.uint8 and np.array_equal(got, to_frames(whole[0]))
 
 
 def test_tiled_encoding_is_the_whole_frame_when_one_tile_holds_it(tiny_model_dir):

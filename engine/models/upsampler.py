@@ -15,11 +15,13 @@ TAE's, so the latent space is the one the generators know.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..tiling import blend_nd, grid_spans, tile_boxes
+from ..tiling import blend_nd, grid_spans, span_weights, tile_boxes
+from ..world.data import to_frames
 from .tae import TAE, Decoder, TAEConfig, depth_to_space, space_to_depth
 
 
@@ -74,6 +76,67 @@ class SkipDecoder(nn.Module):
         px = lambda v: (v[0] * k, v[1] * s, v[2] * s)  # noqa: E731
         spans = grid_spans(px(total), px(tile), px(overlap))
         return blend_nd(pieces(), px(total), spans)[:, :, :frames].clamp_(-1, 1)
+
+    @torch.no_grad()
+    def decode_frames(
+        self,
+        z: torch.Tensor,
+        enlarged: torch.Tensor,
+        size: tuple[int, int],
+        pool: int = 1,
+        tile: tuple[int, int, int] = (8, 32, 32),
+        overlap=(4, 8, 8),
+    ) -> np.ndarray:
+        """As `decode`, straight to uint8 frames (T, size[0] / pool, size[1] / pool, 3): the
+        top-left `size` pixels, area-reduced by `pool`. The tiles are blended over space a slab of
+        frames at a time and over time as the slabs come, and frames are made uint8 as soon as no
+        later slab reaches them, so the clip is held as its uint8 result (3 bytes a pixel) and
+        never whole in float (16 bytes a pixel with the weights)."""
+        k, s = self.cfg.temporal_down, self.cfg.spatial_down
+        frames, length = enlarged.shape[0], z.shape[2] * k  # frames, and the latents' frames
+        space = (z.shape[3] * s, z.shape[4] * s)
+        out = np.empty((frames, size[0] // pool, size[1] // pool, 3), np.uint8)
+        slabs = grid_spans((length,), (tile[0] * k,), (overlap[0] * k,))[0]  # along time, in frames
+        acc, weight, base = None, None, 0  # the running blend of frames [base, base + len(weight))
+        for i, ((t0, n), w) in enumerate(zip(slabs, span_weights(slabs, length), strict=True)):
+            zt, xt = z[:, :, t0 // k : (t0 + n) // k], enlarged[t0 : t0 + n]
+            boxes = tile_boxes(tuple(zt.shape[3:]), tile[1:], overlap[1:])
+            slab = blend_nd(  # (1, 3, n, H, W): this slab's tiles, blended over space
+                (((h0 * s, w0 * s), self._tile(zt, xt, h0, w0, tile[1:], n)) for h0, w0 in boxes),
+                space,
+                grid_spans(space, (tile[1] * s, tile[2] * s), (overlap[1] * s, overlap[2] * s)),
+            )
+            if acc is None:
+                acc, weight = slab.new_zeros(*slab.shape[:2], 0, *space), w.new_zeros(0)
+            grow = t0 + n - base - acc.shape[2]
+            if grow > 0:
+                acc = torch.cat([acc, acc.new_zeros(*acc.shape[:2], grow, *space)], 2)
+                weight = torch.cat([weight, weight.new_zeros(grow)])
+            at = slice(t0 - base, t0 - base + n)
+            acc[:, :, at] += w.to(slab)[:, None, None] * slab
+            weight[at] += w
+            # Frames before the next slab's first are final: out they go, as uint8.
+            final = min(slabs[i + 1][0] if i + 1 < len(slabs) else length, frames) - base
+            if final > 0:
+                video = (acc[:, :, :final] / weight[:final, None, None].to(acc)).clamp_(-1, 1)
+                video = video[:, :, :, : size[0], : size[1]]
+                if pool > 1:
+                    video = F.avg_pool3d(video, (1, pool, pool))
+                out[base : base + final] = to_frames(video[0])
+                acc, weight, base = acc[:, :, final:].clone(), weight[final:].clone(), base + final
+        return out
+
+    def _tile(
+        self, zt: torch.Tensor, xt: torch.Tensor, h0: int, w0: int, tile: tuple[int, int], n: int
+    ) -> torch.Tensor:
+        """One tile of a slab decoded (1, 3, n, th, tw): latents from (h0, w0), size `tile` (latent
+        units), beside the enlarged input's same region; the clip's last frames replicated out to
+        the slab's length `n`, for blending."""
+        s = self.cfg.spatial_down
+        zt = zt[:, :, :, h0 : h0 + tile[0], w0 : w0 + tile[1]]
+        xt = xt[:, h0 * s : (h0 + zt.shape[3]) * s, w0 * s : (w0 + zt.shape[4]) * s]
+        y = self(zt, to_pixels(xt, zt.device))  # (1, 3, <= n, th, tw)
+        return F.pad(y, (0, 0, 0, 0, 0, n - y.shape[2]), mode="replicate") if y.shape[2] < n else y
 
 
 def to_pixels(frames: torch.Tensor, device: torch.device) -> torch.Tensor:

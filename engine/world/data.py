@@ -17,8 +17,10 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def to_frames(x: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8. One float copy, then in place: a long
+    upscaled clip is gigabytes of floats, and each temporary would be as large."""
+    x = x.float().clamp(-1, 1)
+    x = x.add_(1).mul_(127.5).round_().to(torch.uint8)
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
