@@ -51,8 +51,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
     # folder of its own so History does not list it.
     workdir = spaces.outputs / ".studio"
 
-    # Gradio copies every preview and result it serves into its temporary folder; without this the
-    # folder grows forever (about 25 files a default job). Every 10 minutes, files over an hour old go.
+    # Gradio copies every file it serves (each result) into its temporary folder, which would grow
+    # forever; every 10 minutes, files over an hour old go. (Previews are inline: no file per step.)
     with gr.Blocks(title="Shapes Studio", delete_cache=GRADIO_CACHE_BOUND) as demo:
         gr.Markdown("# Shapes Studio")
         signed_in = gr.Markdown("", visible=per_user, elem_id="signed-in")  # whose work this page shows

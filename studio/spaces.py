@@ -53,13 +53,6 @@ class Space:
     def characters(self) -> CharacterStore:
         return CharacterStore(self.folder / "characters")
 
-    def holds(self, path) -> bool:
-        """Whether `path` is a file of this space (a result or one of its sidecars), not another's."""
-        try:
-            return bool(path) and Path(path).resolve().parent == self.folder.resolve()
-        except (OSError, ValueError):
-            return False
-
 
 class Spaces:
     """The space of each request: the one shared space, or the signed-in user's."""
