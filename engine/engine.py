@@ -72,11 +72,12 @@ EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go
 UPSCALE_WINDOW, UPSCALE_OVERLAP = (4, 16, 16), (2, 8, 8)
 UPSCALE_MAX_SIDE = 256  # input pixels on the long side (4x: 1024 out); larger uploads are reduced first
 UPSCALE_MODEL_SCALE = 4  # what the upsampler learned; 2x is its 4x result area-halved
-# An upscale holds its whole clip, enlarged, several times over (the bicubic input, the blended
-# float result, the frames to write): about 38 bytes per output pixel and frame beyond the models
-# (measured: 1.59 GB at 32 frames of 256x256, 2.14 GB at 256). 80 million keeps a job within
-# about 3 GB more: 1200 frames of 256x256, or 135 of 1024x576 (4.5 s at 30 fps).
-UPSCALE_MAX_OUTPUT = 80_000_000  # output pixels x frames per upscale job
+# An upscale holds its whole clip as the enlarged input and as the result (uint8; the blend is made
+# uint8 as it goes): about 19 bytes per output pixel and frame beyond the models and their tiles
+# (measured: 1.66 GB at 32 frames of 256x256, 1.94 GB at 256; 38 bytes before the blend streamed).
+# 150 million keeps a job within about 3 GB more: 2288 frames of 256x256, or 254 of 1024x576.
+UPSCALE_BYTES_PER_OUTPUT = 19
+UPSCALE_MAX_OUTPUT = 150_000_000  # output pixels x frames per upscale job
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
 
@@ -296,7 +297,7 @@ class Engine:
         fit = self.upscale_max_output // per_frame
         raise RequestError(
             f"{name} is too long to upscale at its size: {frames} frames of {w}x{h} would make"
-            f" {w * k}x{h * k} frames needing about {frames * per_frame * 38 / 1e9:.0f} GB of memory."
+            f" {w * k}x{h * k} frames needing about {frames * per_frame * UPSCALE_BYTES_PER_OUTPUT / 1e9:.0f} GB of memory."
             f" An upscale takes up to {fit} frames of this size ({fit / fps:.1f} s at {fps:.4g} fps):"
             " trim the clip (or make it smaller) and upscale it in parts."
         )
