@@ -55,6 +55,13 @@ class Runtime:
         if self.world > 1:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group once every rank is done. Without this, Gloo's threads can
+        abort a rank as it exits ("terminate called without an active exception")."""
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def broadcast(self, t: torch.Tensor) -> torch.Tensor:
         """Rank 0's copy of `t` on every rank."""
         if self.world == 1:

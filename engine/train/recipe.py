@@ -325,4 +325,5 @@ def train(
         rt.barrier()
     if rt.main:
         print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
+    rt.close()
     return out
