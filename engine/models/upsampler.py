@@ -52,32 +52,6 @@ class SkipDecoder(nn.Module):
         return x_up + depth_to_space(r)[:, :, :frames]  # (B, 3, T, H, W)
 
     @torch.no_grad()
-    def decode(
-        self, z: torch.Tensor, enlarged: torch.Tensor, tile: tuple[int, int, int] = (8, 32, 32), overlap=(4, 8, 8)
-    ) -> torch.Tensor:
-        """Raw latents (1, Cz, t, h, w) and the enlarged input as uint8 frames (T, 8h, 8w, 3) ->
-        pixels (1, 3, T, 8h, 8w) in [-1, 1], in overlapping tiles along time and space (latent
-        units) averaged where they overlap: only one tile is ever held in float."""
-        k, s = self.cfg.temporal_down, self.cfg.spatial_down
-        total = tuple(z.shape[2:])
-        frames = enlarged.shape[0]
-
-        def pieces():
-            for t0, h0, w0 in tile_boxes(total, tile, overlap):
-                zt = z[:, :, t0 : t0 + tile[0], h0 : h0 + tile[1], w0 : w0 + tile[2]]
-                n = zt.shape[2] * k
-                xt = enlarged[t0 * k : t0 * k + n, h0 * s : (h0 + zt.shape[3]) * s, w0 * s : (w0 + zt.shape[4]) * s]
-                out = self(zt, to_pixels(xt, z.device))  # (1, 3, <= n, h*s, w*s)
-                if out.shape[2] < n:  # the clip's last frames: the tile's length, for blending
-                    out = F.pad(out, (0, 0, 0, 0, 0, n - out.shape[2]), mode="replicate")
-                yield (t0 * k, h0 * s, w0 * s), out
-
-        # The same grid in pixels, laid out up front so tiles stream into the blend one at a time.
-        px = lambda v: (v[0] * k, v[1] * s, v[2] * s)  # noqa: E731
-        spans = grid_spans(px(total), px(tile), px(overlap))
-        return blend_nd(pieces(), px(total), spans)[:, :, :frames].clamp_(-1, 1)
-
-    @torch.no_grad()
     def decode_frames(
         self,
         z: torch.Tensor,
@@ -87,11 +61,13 @@ class SkipDecoder(nn.Module):
         tile: tuple[int, int, int] = (8, 32, 32),
         overlap=(4, 8, 8),
     ) -> np.ndarray:
-        """As `decode`, straight to uint8 frames (T, size[0] / pool, size[1] / pool, 3): the
-        top-left `size` pixels, area-reduced by `pool`. The tiles are blended over space a slab of
-        frames at a time and over time as the slabs come, and frames are made uint8 as soon as no
-        later slab reaches them, so the clip is held as its uint8 result (3 bytes a pixel) and
-        never whole in float (16 bytes a pixel with the weights)."""
+        """Raw latents (1, Cz, t, h, w) and the enlarged input as uint8 frames (T, 8h, 8w, 3) ->
+        uint8 frames (T, size[0] / pool, size[1] / pool, 3): the top-left `size` pixels,
+        area-reduced by `pool`. Decoded in overlapping tiles along time and space (latent units),
+        averaged where they overlap (MultiDiffusion): blended over space a slab of frames at a time
+        and over time as the slabs come, and made uint8 as soon as no later slab reaches them, so
+        the clip is held as its uint8 result (3 bytes a pixel), never whole in float (16 with the
+        weights), and only one tile is decoded at a time."""
         k, s = self.cfg.temporal_down, self.cfg.spatial_down
         frames, length = enlarged.shape[0], z.shape[2] * k  # frames, and the latents' frames
         space = (z.shape[3] * s, z.shape[4] * s)
