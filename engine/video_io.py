@@ -99,7 +99,7 @@ def _check_file(path: Path, limits: VideoLimits) -> int:
         raise VideoInputError(f"{path.name} is a folder, not a file. Accepted: {ACCEPTED}.")
     if not path.is_file():
         raise VideoInputError(
-            f"{path.name}: no such file, it does not exist (it may have been moved or deleted). Accepted: {ACCEPTED}."
+            f"{path.name} does not exist (no such file; it may have been moved or deleted). Accepted: {ACCEPTED}."
         )
     size = path.stat().st_size
     if size == 0:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from engine.outputs import SIDECARS  # <id>.thumb.png, <id>.bicubic.mp4, <id>.reference.png
+
 MEDIA = (".mp4", ".png")
-# <id>.thumb.png, <id>.bicubic.mp4, <id>.reference.png: parts of a result, not results
-SIDECARS = (".thumb", ".bicubic", ".reference")
 
 
 @dataclass(frozen=True)
