@@ -86,6 +86,7 @@ def live_preview(elem_id: str) -> gr.HTML:
         '<div class="live-preview-empty">The preview shows here while a job runs.</div>',
         label="Live preview (latent → RGB, every step)",
         show_label=True,
+        container=True,  # the labelled box the image preview had
         elem_id=elem_id,
     )
 
