@@ -75,3 +75,17 @@ def test_character_tae_stage_goes_on_from_the_tae_and_keeps_its_latent_statistic
     w1 = load_file(str(out / "tae" / "model.safetensors"))
     assert any(not torch.equal(w0[k], w1[k]) for k in w0)
     assert (out / "chartae-run" / "resume" / "state.safetensors").is_file()  # resumable
+
+
+def test_a_stretched_run_follows_its_first_schedule_then_the_longer_one():
+    """A run planned for 2000 steps and resumed to 4000 (the shipped PT2V model): its rate is the
+    2000-step cosine up to step 2000 (down to the floor), then the 4000-step one from there, so one
+    command with the same seed retraces it; unplanned, one cosine over all the steps."""
+    from engine.train.common import cosine_lr
+    from engine.train.flow_loop import FlowLoop, stretched_lr
+
+    loop = FlowLoop("pt2v", 4000, 3e-4, 50, 0.995, 13, 100, planned=2000)
+    assert stretched_lr(1999, loop) == cosine_lr(1999, 2000, 3e-4, 50) < 0.06 * 3e-4
+    assert stretched_lr(2000, loop) == cosine_lr(2000, 4000, 3e-4, 50) > 0.4 * 3e-4
+    plain = FlowLoop("pt2v", 4000, 3e-4, 50, 0.995, 13, 100)
+    assert [stretched_lr(s, plain) for s in (0, 1999, 3999)] == [cosine_lr(s, 4000, 3e-4, 50) for s in (0, 1999, 3999)]

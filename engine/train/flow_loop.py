@@ -48,6 +48,18 @@ class FlowLoop:
     checkpoint_every: int
     resume_dir: str = "resume"  # inside the run folder
     steps_key: str = "steps"  # the step count's key in a snapshot's metadata
+    # Where a run was first planned to end before it was resumed with more steps: up to there the
+    # learning rate followed a cosine over `planned` steps, after it one over `steps` (see
+    # stretched_lr). 0: one cosine over `steps`.
+    planned: int = 0
+
+
+def stretched_lr(step: int, loop: FlowLoop) -> float:
+    """The learning rate at `step` of a run planned for `loop.planned` steps and then stretched to
+    `loop.steps` (resumed at `planned` with the longer cosine, which restarts at its midpoint or
+    so): one command reproduces the weights such a run shipped."""
+    total = loop.planned if step < loop.planned < loop.steps else loop.steps
+    return cosine_lr(step, total, loop.lr, warmup=loop.warmup)
 
 
 def train_flow(
@@ -70,7 +82,7 @@ def train_flow(
     log = Logger(rt, loop.name, loop.steps, every=25)
     for step in range(start, loop.steps):
         rng = step_rng(loop.seed, step, rt.rank, gen)
-        set_lr(opt, cosine_lr(step, loop.steps, loop.lr, warmup=loop.warmup))
+        set_lr(opt, stretched_lr(step, loop))
         tag, x1, velocity = batch(step, rng)
         x0 = torch.randn(x1.shape, generator=gen).to(rt.device)
         t = sample_times(x1.shape[0], gen, rt.device)
