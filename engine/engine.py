@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .cache import TensorCache, cache_key
 from .checkpoint import config_from_dict, file_digest, load_weights, read_config
+from .host_memory import fix_mmap_threshold
 from .models.generator import Generator, GeneratorConfig
 from .models.rewrite import PromptRewriter, Rewrite, RewriterConfig
 from .models.tae import TAE, TAEConfig
@@ -47,7 +48,7 @@ from .requests import (
     UpscaleRequest,
 )
 from .tasks import Prepared, denoise, prepare_edit, prepare_personalize, prepare_sdedit, prepare_t2v, prepare_upscale
-from .upscale_data import upscale_bicubic
+from .upscale_data import EnlargedClip
 from .video_io import (
     NormalizedClip,
     VideoInputError,
@@ -72,11 +73,12 @@ EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go
 UPSCALE_WINDOW, UPSCALE_OVERLAP = (4, 16, 16), (2, 8, 8)
 UPSCALE_MAX_SIDE = 256  # input pixels on the long side (4x: 1024 out); larger uploads are reduced first
 UPSCALE_MODEL_SCALE = 4  # what the upsampler learned; 2x is its 4x result area-halved
-# An upscale holds its whole clip as the enlarged input and as the result (uint8; the blend is made
-# uint8 as it goes): about 19 bytes per output pixel and frame beyond the models and their tiles
-# (measured: 1.66 GB at 32 frames of 256x256, 1.94 GB at 256; 38 bytes before the blend streamed).
-# 150 million keeps a job within about 3 GB more: 2288 frames of 256x256, or 254 of 1024x576.
-UPSCALE_BYTES_PER_OUTPUT = 19
+# An upscale holds nothing at the larger size whole (the input is enlarged, encoded and decoded a
+# span at a time and each decoded part is written as it comes), so its memory is the same at any
+# length. What bounds a job is time: about 8 microseconds per output pixel and frame on our 2-core
+# CPU (17 s for 32 frames of 256x256), so 150 million is about 20 minutes of the engine, which
+# serves one job at a time: 2288 frames of 256x256 (4.8 minutes at 8 fps), or 254 of 1024x576.
+UPSCALE_SECONDS_PER_OUTPUT = 8e-6
 UPSCALE_MAX_OUTPUT = 150_000_000  # output pixels x frames per upscale job
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-v2"
 VERSION = "0.1.0"
@@ -97,9 +99,11 @@ class _Job:
     meta: dict  # the task's own metadata (how the prompt or instruction was read, the source)
     audio_from: Path | None = None  # an upload whose audio goes into the result
     # Latents (1, Cz, t, h, w) -> pixels (1, 3, T, H, W) in [-1, 1], or straight to uint8 frames
-    # (T, H, W, 3); None: the TAE's decoder.
-    decode: Callable[[torch.Tensor], torch.Tensor | np.ndarray] | None = None
-    sidecars: dict[str, np.ndarray] = field(default_factory=dict)  # clips written beside the result
+    # (T, H, W, 3), or to its parts in order (written as they come: the clip is never whole in
+    # memory, and the cache keeps only the latents); None: the TAE's decoder.
+    decode: Callable[[torch.Tensor], torch.Tensor | np.ndarray | Iterator[np.ndarray]] | None = None
+    # Clips written beside the result: whole, or a function giving one in parts.
+    sidecars: dict[str, np.ndarray | Callable[[], Iterator[np.ndarray]]] = field(default_factory=dict)
 
 
 def available_devices() -> list[str]:
@@ -132,6 +136,7 @@ class Engine:
     ):
         self.model_dir = Path(model)
         self.device = pick_device(device)
+        fix_mmap_threshold()  # long jobs' peak memory stays flat (host_memory.py)
         # bf16 autocast for the transformer where the hardware runs it natively (see precision.py).
         self.bf16 = bf16 and bf16_is_fast(self.device)
         self.precision = "bf16" if self.bf16 else "fp32"
@@ -297,7 +302,8 @@ class Engine:
         fit = self.upscale_max_output // per_frame
         raise RequestError(
             f"{name} is too long to upscale at its size: {frames} frames of {w}x{h} would make"
-            f" {w * k}x{h * k} frames needing about {frames * per_frame * UPSCALE_BYTES_PER_OUTPUT / 1e9:.0f} GB of memory."
+            f" {w * k}x{h * k} frames (about {max(1, round(frames * per_frame * UPSCALE_SECONDS_PER_OUTPUT / 60))}"
+            " minutes of upscaling on a 2-core CPU)."
             f" An upscale takes up to {fit} frames of this size ({fit / fps:.1f} s at {fps:.4g} fps):"
             " trim the clip (or make it smaller) and upscale it in parts."
         )
@@ -313,23 +319,26 @@ class Engine:
         self._check_upscale_output(Path(req.video).name, frames, w, h, clip.fps)  # headers can lie
         k = UPSCALE_MODEL_SCALE
         m = self.tae.cfg.spatial_down * self.upsampler.cfg.dit.patch[1]  # latents must fill whole patches
-        ph, pw = -(-h * k // m) * m, -(-w * k // m) * m
-        enlarged = upscale_bicubic(clip.frames, k)  # (T, kh, kw, 3)
-        # Replicate the edges out to whole patches; the result is cropped back. (No copy when the
-        # sides are whole patches already: it is the whole enlarged clip.)
-        pad = ((0, 0), (0, ph - h * k), (0, pw - w * k), (0, 0))
-        padded = np.pad(enlarged, pad, mode="edge") if (ph, pw) != (h * k, w * k) else enlarged
-        padded_t = torch.from_numpy(padded)
-        bicubic = enlarged if req.scale == k else upscale_bicubic(clip.frames, req.scale)
+        # The input enlarged by bicubic, its edges replicated out to whole patches (the result is
+        # cropped back), made a span at a time as the encoder and decoder read it: nothing at the
+        # larger size is held whole, so memory is the same at any length.
+        enlarged = EnlargedClip(clip.frames, k, (-(-h * k // m) * m, -(-w * k // m) * m))
 
-        def decode(latents: torch.Tensor) -> np.ndarray:
-            # Straight to uint8 frames, blended as it goes (2x: the 4x result area-reduced).
-            return self.updecoder.decode_frames(self.tae.denormalize(latents), padded_t, (h * k, w * k), k // req.scale)
+        def decode(latents: torch.Tensor) -> Iterator[np.ndarray]:
+            # uint8 frames a part at a time, blended as they go (2x: the 4x result area-reduced).
+            z = self.tae.denormalize(latents)
+            return self.updecoder.iter_frames(z, enlarged, (h * k, w * k), k // req.scale)
+
+        def bicubic() -> Iterator[np.ndarray]:
+            if req.scale == k:
+                return enlarged.parts()
+            small = EnlargedClip(clip.frames, req.scale)
+            return small.parts()
 
         def prepare() -> Prepared:
             key = cache_key("enlarged", self.upsampler_id, clip.digest, clip.frames.shape, clip.fps)
             hit = self.cache.get(key) if self.cache is not None else None
-            cond = hit["latents"].to(self.device) if hit is not None else encode_tiled(self.tae, padded_t)
+            cond = hit["latents"].to(self.device) if hit is not None else encode_tiled(self.tae, enlarged)
             if hit is None and self.cache is not None:
                 self.cache.put(key, {"latents": cond.cpu()})
             encode = partial(self.encode_prompt, model=self.upsampler)
@@ -472,8 +481,11 @@ class Engine:
         offset, t0, total_all = span if span is not None else (0, start, job.steps)
         hit = self.cache.get(job.key) if self.cache is not None else None
         cached = hit is not None
-        if cached:
+        frames: np.ndarray | Iterator[np.ndarray]
+        if cached and "frames" in hit:
             frames = hit["frames"].numpy()
+        elif cached:  # a streamed result keeps only its latents: decoded again, skipping the steps
+            frames = job.decode(hit["latents"].to(self.device))
         else:
             prep = job.prepare()
             events: list[Event] = []
@@ -494,9 +506,13 @@ class Engine:
                 raise Cancelled
             decode = job.decode or (lambda z: self.tae.decode(z, job.frames))
             decoded = decode(latents)
-            frames = decoded if isinstance(decoded, np.ndarray) else to_frames(decoded[0])  # (T, H, W, 3)
+            # (T, H, W, 3), or its parts in order for a job that streams (written as they come).
+            frames = to_frames(decoded[0]) if isinstance(decoded, torch.Tensor) else decoded
             if self.cache is not None:
-                self.cache.put(job.key, {"latents": latents.cpu(), "frames": torch.from_numpy(frames)})
+                entry = {"latents": latents.cpu()}
+                if isinstance(frames, np.ndarray):
+                    entry["frames"] = torch.from_numpy(frames)
+                self.cache.put(job.key, entry)
         meta = {"request": req.to_dict()} | job.meta
         model_id = self._model_ids().get(id(job.model))
         meta |= {
@@ -508,9 +524,9 @@ class Engine:
             "cached": cached,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        path = self._write(frames, req, meta, out, folder, job.fps, job.audio_from, job.sidecars)
+        path = self._write(frames, job.frames, req, meta, out, folder, job.fps, job.audio_from, job.sidecars)
         meta["seconds"] = round(time.perf_counter() - start, 3)
-        return Result(path=path, metadata=meta, frames=frames, cached=cached)
+        return Result(path=path, metadata=meta, held=frames if isinstance(frames, np.ndarray) else None, cached=cached)
 
     # -- sources and instructions (edits) -------------------------------------------------------
     def load_source(self, path: str | Path, size: int = 64, fps: float = 8.0) -> NormalizedClip:
@@ -551,16 +567,21 @@ class Engine:
 
     def _write(
         self,
-        frames: np.ndarray,
+        frames: np.ndarray | Iterator[np.ndarray],
+        count: int,
         req: Request,
         meta: dict,
         out: str | Path | None,
         folder: Path,
         fps: float,
         audio_from: Path | None,
-        sidecars: dict[str, np.ndarray] | None = None,
+        sidecars: dict[str, np.ndarray | Callable[[], Iterator[np.ndarray]]] | None = None,
     ) -> Path:
-        image = len(frames) == 1 and (out is None or Path(out).suffix.lower() == ".png")
+        """Write a result of `count` frames: the clip (T, H, W, 3), or its parts in order, each
+        encoded as it comes (a streamed job: the clip is never whole in memory)."""
+        image = count == 1 and (out is None or Path(out).suffix.lower() == ".png")
+        if image and not isinstance(frames, np.ndarray):
+            frames = np.concatenate(list(frames))  # one frame
         if out is None:  # a fresh name in the folder
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             out = Path(folder) / f"{stamp}-{req.task}-{req.seed}{'.png' if image else '.mp4'}"
@@ -569,27 +590,30 @@ class Engine:
         try:
             # Clips that go with the result (the upscaler's bicubic baseline), named after it.
             for name, clip in (sidecars or {}).items():
-                still = image or len(clip) == 1  # a still beside a clip (a reference) is a PNG
+                # A still beside a clip (a reference) is a PNG; a callable gives a clip of the
+                # result's length in parts.
+                still = image or (len(clip) if isinstance(clip, np.ndarray) else count) == 1
+                clip = clip if isinstance(clip, np.ndarray) else clip()
                 side = out.with_name(f"{out.stem}.{name}{'.png' if still else out.suffix}")
                 written.append(side)
                 if still:
-                    write_png(side, clip[0])
+                    write_png(side, clip[0] if isinstance(clip, np.ndarray) else next(iter(clip))[0])
                 else:
-                    write_video(side, clip, fps, {})
+                    write_video(side, clip, fps, {}, count=count)
                 meta.setdefault("files", {})[name] = side.name
             written.append(out)
+            # The middle frame (a thumbnail for history lists), kept as the parts go by.
+            mid: list[np.ndarray] = []
             if image:
                 write_png(out, frames[0], meta)
-            elif audio_from is not None:
-                write_video(out, frames, fps, meta, audio_from=audio_from)
+                mid.append(frames[0])
             else:
-                write_video(out, frames, fps, meta)
-            # A thumbnail (middle frame, at least 128 px) for history lists; nearest keeps it crisp.
-            mid = frames[len(frames) // 2]
-            k = max(1, 128 // max(mid.shape[:2]))
+                write_video(out, _keep_frame(frames, count // 2, mid), fps, meta, audio_from=audio_from, count=count)
+            # At least 128 px; nearest keeps it crisp.
+            k = max(1, 128 // max(mid[0].shape[:2]))
             thumb = out.with_name(out.stem + ".thumb.png")
             written.append(thumb)
-            write_png(thumb, mid.repeat(k, 0).repeat(k, 1))
+            write_png(thumb, mid[0].repeat(k, 0).repeat(k, 1))
             # The JSON last, atomically: History lists a result only once it is whole.
             sidecar = out.with_suffix(".json")
             written.append(sidecar)
@@ -605,6 +629,17 @@ class Engine:
         rgb = self.tae.preview(latents.float())[0]  # (3, t, h, w)
         rgb = F.interpolate(rgb[None], size=(rgb.shape[1], *shape), mode="nearest")[0]
         return to_frames(rgb)
+
+
+def _keep_frame(frames: np.ndarray | Iterable[np.ndarray], index: int, into: list) -> Iterator[np.ndarray]:
+    """The clip's parts as they come, with frame `index` copied into `into` on the way."""
+    parts = [frames] if isinstance(frames, np.ndarray) else frames
+    at = 0
+    for part in parts:
+        if at <= index < at + len(part):
+            into.append(part[index - at].copy())
+        at += len(part)
+        yield part
 
 
 def _stream(run, on_step, events: list) -> Iterator[Event]:

@@ -232,8 +232,21 @@ class Preview:
 class Result:
     path: Path
     metadata: dict
-    frames: np.ndarray = field(repr=False)
+    # The frames as made, or None for a result written as it was decoded (an upscale: never whole
+    # in memory); `frames` then reads them back from the file when someone asks.
+    held: np.ndarray | None = field(default=None, repr=False)
     cached: bool = False
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(T, H, W, 3) uint8."""
+        if self.held is None:
+            from .video_io import read_image, read_video
+
+            path = Path(self.path)
+            frames = read_image(path)[None] if path.suffix.lower() == ".png" else read_video(path)[0]
+            object.__setattr__(self, "held", frames)  # read once
+        return self.held
 
 
 @dataclass(frozen=True)

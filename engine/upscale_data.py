@@ -21,12 +21,14 @@ import functools
 import importlib.util
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import torch
 from PIL import Image
 
 # --------------------------------------------------------------------------------------------
@@ -223,6 +225,54 @@ def upscale_bicubic(frames: np.ndarray, scale_or_size: int | tuple[int, int]) ->
     for i, f in enumerate(frames):
         out[i] = np.asarray(Image.fromarray(f).resize((ow, oh), Image.Resampling.BICUBIC))
     return out
+
+
+class EnlargedClip:
+    """A clip enlarged `scale` times by bicubic (upscale_bicubic) and edge-padded to `size`
+    (whole patches for the upsampler), made a span of frames at a time when it is indexed: the
+    upsampler reads it span by span (encoding, then decoding beside the latents), so the whole clip
+    at the larger size is never held. Indexed like the uint8 tensor (T, H, W, 3) it stands for,
+    with a time slice first; the last span made is kept, as readers take its tiles in turn."""
+
+    def __init__(self, frames: np.ndarray, scale: int, size: tuple[int, int] | None = None):
+        _check_clip(frames)
+        t, h, w, _ = frames.shape
+        self.frames, self.scale, self.inner = frames, scale, (h * scale, w * scale)
+        size = size or self.inner
+        if size[0] < self.inner[0] or size[1] < self.inner[1]:
+            raise ValueError(f"pad size {size} is smaller than the enlarged {self.inner}")
+        self.shape = (t, size[0], size[1], 3)
+        self._span: tuple[int, int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def span(self, t0: int, t1: int) -> torch.Tensor:
+        """Frames [t0, t1) enlarged and padded: uint8 (n, H, W, 3)."""
+        t0, t1 = max(0, t0), min(self.shape[0], t1)
+        if self._span is not None and self._span[:2] == (t0, t1):
+            return self._span[2]
+        big = upscale_bicubic(self.frames[t0:t1], self.scale)
+        (h, w), (ph, pw) = self.inner, self.shape[1:3]
+        if (ph, pw) != (h, w):
+            big = np.pad(big, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        self._span = (t0, t1, torch.from_numpy(big))
+        return self._span[2]
+
+    def __getitem__(self, index) -> torch.Tensor:
+        index = index if isinstance(index, tuple) else (index,)
+        time = index[0]
+        if not isinstance(time, slice) or time.step not in (None, 1):
+            raise TypeError("an EnlargedClip is read by a time slice with step 1")
+        t0, t1, _ = time.indices(self.shape[0])
+        return self.span(t0, t1)[(slice(None), *index[1:])]
+
+    def parts(self, frames: int = 32, crop: bool = True) -> Iterator[np.ndarray]:
+        """The clip `frames` at a time as uint8 arrays, cropped back to the enlarged size (not
+        padded) unless crop is False."""
+        h, w = self.inner if crop else self.shape[1:3]
+        for t0 in range(0, self.shape[0], frames):
+            yield self.span(t0, t0 + frames)[:, :h, :w].numpy()
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:

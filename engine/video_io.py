@@ -15,7 +15,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -545,25 +545,32 @@ class _AudioCarry:
 
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: float = 8.0,
     metadata: dict | None = None,
     audio_from: str | os.PathLike | None = None,
+    count: int | None = None,
 ) -> Path:
     """H.264 yuv420p MP4 with faststart (plays in every browser); metadata goes in the comment tag.
 
-    Sizes are padded to even numbers (yuv420p needs them) by repeating the edge. With
-    `audio_from`, that file's audio track (if it has one) is carried over, cut to the video's
-    length: copied when MP4 and browsers take its codec (AAC, MP3, Opus), else encoded to AAC.
+    `frames` is the clip (T, H, W, 3) uint8, or its parts in order (each (n, H, W, 3)), encoded as
+    they come so a long clip need never be whole in memory; `count` then gives its length in
+    frames (for the audio). Sizes are padded to even numbers (yuv420p needs them) by repeating the
+    edge. With `audio_from`, that file's audio track (if it has one) is carried over, cut to the
+    video's length: copied when MP4 and browsers take its codec (AAC, MP3, Opus), else encoded to AAC.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape}")
-    _, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    if isinstance(frames, np.ndarray):
+        frames, count = [frames], len(frames)
+    parts = iter(frames)
+    first = next(parts, None)
+    first = None if first is None else np.asarray(first, dtype=np.uint8)
+    if first is None or first.ndim != 4 or first.shape[-1] != 3 or len(first) == 0:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {getattr(first, 'shape', None)}")
+    if count is None:
+        raise ValueError("count (the clip's length in frames) is needed when frames come in parts")
+    _, h, w, _ = first.shape
     tmp = path.with_name(path.name + ".part")
     src = av.open(str(audio_from)) if audio_from is not None else None
     try:
@@ -571,11 +578,11 @@ def write_video(
             if metadata:
                 c.metadata["comment"] = json.dumps(metadata, sort_keys=True)
             s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-            s.width, s.height = frames.shape[2], frames.shape[1]
+            s.width, s.height = w + w % 2, h + h % 2
             s.pix_fmt = "yuv420p"
             # Near-lossless: the world's flat colours show every compression artefact.
             s.options = {"crf": "12", "preset": "medium"}
-            audio = _AudioCarry.open(src, c, len(frames) / fps)
+            audio = _AudioCarry.open(src, c, count / fps)
 
             def mux(packets: list[av.Packet]) -> None:
                 for packet in packets:
@@ -584,8 +591,16 @@ def write_video(
                         audio.mux_until(float(packet.dts * packet.time_base))
                     c.mux(packet)
 
-            for f in frames:
-                mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            part = first
+            while part is not None:
+                part = np.asarray(part, dtype=np.uint8)
+                if part.shape[1:] != first.shape[1:]:
+                    raise ValueError(f"every part must be (n, {h}, {w}, 3), got {part.shape}")
+                if h % 2 or w % 2:
+                    part = np.pad(part, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                for f in part:
+                    mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+                part = next(parts, None)
             mux(s.encode())
             if audio is not None:
                 audio.mux_until(math.inf)

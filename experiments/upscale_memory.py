@@ -1,7 +1,9 @@
-"""Peak memory of upscaling a 64x64 8 fps clip of a given length, in a fresh process.
+"""Peak memory of upscaling an 8 fps clip of a given length (64x64 unless a size is given), in a
+fresh process.
 
     PYTHONPATH=. python experiments/upscale_memory.py 4     # seconds
     PYTHONPATH=. python experiments/upscale_memory.py 30
+    PYTHONPATH=. python experiments/upscale_memory.py 8 256x144   # 1024x576 out
 
 Prints the seconds taken and the process's peak resident memory (ru_maxrss) once the result is
 written: the clip goes through the upsampler in windows and tiles, so the peak should hardly move
@@ -24,10 +26,11 @@ from engine.world.render import render
 from engine.world.scene import Scene, ShapeObject
 
 seconds = float(sys.argv[1])
+w, h = (int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "64x64").split("x"))
 with tempfile.TemporaryDirectory() as tmp:
     scene = Scene("blue", (ShapeObject("red", "circle", "left", 0.5, 0.5), ShapeObject("yellow", "star", "up")))
-    frames = render(scene, 64, 32)
-    clip = np.concatenate([frames] * max(1, round(seconds * 8 / 32)))
+    frames = render(scene, max(w, h), 32)[:, :h, :w]  # the scene's top-left corner at other sizes
+    clip = np.concatenate([frames] * max(1, round(seconds * 8 / 32)))[: max(1, round(seconds * 8))]
     src = write_video(Path(tmp) / "in.mp4", clip, 8.0, {})
     engine = Engine(cache_dir=None, outputs_dir=tmp)
     t = time.perf_counter()
@@ -39,7 +42,7 @@ with tempfile.TemporaryDirectory() as tmp:
             {
                 "seconds_of_video": len(clip) / 8,
                 "frames": len(clip),
-                "out": list(res.frames.shape),
+                "out": res.metadata["size"],
                 "upscale_s": round(took, 1),
                 "peak_rss_mb": round(peak, 1),
             }

@@ -46,7 +46,7 @@ def made_from(ev: Result) -> Result:
     except (OSError, ValueError):
         meta = {"request": base.get("request", {})}
     frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
-    return Result(path=path, metadata=meta, frames=frames)
+    return Result(path=path, metadata=meta, held=frames)
 
 
 def shown_files_error(e: OSError, name: str) -> dict:

@@ -493,7 +493,7 @@ def test_a_full_disk_after_an_edit_is_saved_shows_it_without_what_changed(engine
 
 # -- an upload too long to upscale --------------------------------------------------------------------
 def test_a_clip_too_long_to_upscale_is_refused_from_its_header_with_what_fits(engine, spy, tmp_path):
-    """An upscale holds its whole clip enlarged: one whose result would pass the memory budget is
+    """An upscale job has a budget (output pixels x frames, for its time): an upload past it is
     refused before any decoding, saying how many frames of its size fit; a shorter one works."""
     engine.upscale_max_output = 4 * 128 * 128  # four 128x128 frames: a 32x32 clip, 4x
     h = _upscale_handlers(engine, engine.outputs_dir / ".studio")

@@ -307,3 +307,21 @@ def test_audio_running_longer_than_the_video_does_not_stretch_it(tmp_path):
     clip = normalize_video(path, size=8)
     assert clip.frames.shape == (8, 8, 8, 3) and clip.info["has_audio"] and clip.info["duration"] == 1.0
     assert clip.summary == "16x16 8 fps 1.0 s -> centre square, 8x8, 8 fps, 8 frames"
+
+
+def test_a_clip_written_in_parts_is_the_clip_written_whole(tmp_path):
+    """write_video takes the clip as parts in order (an upscale writes each as it is decoded): the
+    file is the same video, odd sizes padded the same way; parts need their count, and a part of
+    another size is refused."""
+    from engine.video_io import read_video, write_video
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (10, 15, 21, 3), dtype=np.uint8)
+    whole = read_video(write_video(tmp_path / "whole.mp4", clip, 8.0, {}))[0]
+    parts = read_video(write_video(tmp_path / "parts.mp4", iter([clip[:4], clip[4:9], clip[9:]]), 8.0, {}, count=10))[0]
+    assert whole.shape == (10, 16, 22, 3) and np.array_equal(parts, whole)
+    with pytest.raises(ValueError, match="count"):
+        write_video(tmp_path / "x.mp4", iter([clip]), 8.0)
+    with pytest.raises(ValueError, match="every part"):
+        write_video(tmp_path / "y.mp4", iter([clip, clip[:, :8]]), 8.0, count=20)
+    assert not list(tmp_path.glob("*.part")) and not (tmp_path / "y.mp4").exists()

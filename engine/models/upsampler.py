@@ -15,12 +15,15 @@ TAE's, so the latent space is the one the generators know.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tiling import blend_nd, grid_spans, span_weights, tile_boxes
+from ..upscale_data import EnlargedClip
 from ..world.data import to_frames
 from .tae import TAE, Decoder, TAEConfig, depth_to_space, space_to_depth
 
@@ -55,23 +58,41 @@ class SkipDecoder(nn.Module):
     def decode_frames(
         self,
         z: torch.Tensor,
-        enlarged: torch.Tensor,
+        enlarged: torch.Tensor | EnlargedClip,
         size: tuple[int, int],
         pool: int = 1,
         tile: tuple[int, int, int] = (8, 32, 32),
         overlap=(4, 8, 8),
     ) -> np.ndarray:
+        """iter_frames gathered into one uint8 clip (T, size[0] / pool, size[1] / pool, 3)."""
+        out = np.empty((enlarged.shape[0], size[0] // pool, size[1] // pool, 3), np.uint8)
+        at = 0
+        for part in self.iter_frames(z, enlarged, size, pool, tile, overlap):
+            out[at : at + len(part)] = part
+            at += len(part)
+        return out
+
+    @torch.no_grad()
+    def iter_frames(
+        self,
+        z: torch.Tensor,
+        enlarged: torch.Tensor | EnlargedClip,
+        size: tuple[int, int],
+        pool: int = 1,
+        tile: tuple[int, int, int] = (8, 32, 32),
+        overlap=(4, 8, 8),
+    ) -> Iterator[np.ndarray]:
         """Raw latents (1, Cz, t, h, w) and the enlarged input as uint8 frames (T, 8h, 8w, 3) ->
-        uint8 frames (T, size[0] / pool, size[1] / pool, 3): the top-left `size` pixels,
-        area-reduced by `pool`. Decoded in overlapping tiles along time and space (latent units),
-        averaged where they overlap (MultiDiffusion): blended over space a slab of frames at a time
-        and over time as the slabs come, and made uint8 as soon as no later slab reaches them, so
-        the clip is held as its uint8 result (3 bytes a pixel), never whole in float (16 with the
-        weights), and only one tile is decoded at a time."""
+        uint8 frames (n, size[0] / pool, size[1] / pool, 3), the clip's frames in order a part at a
+        time: the top-left `size` pixels, area-reduced by `pool`. Decoded in overlapping tiles along
+        time and space (latent units), averaged where they overlap (MultiDiffusion): blended over
+        space a slab of frames at a time and over time as the slabs come, and handed out as uint8
+        as soon as no later slab reaches them. Only one slab is held in float and one tile decoded
+        at a time, so what this holds is the same at any length (the caller can write each part
+        as it comes)."""
         k, s = self.cfg.temporal_down, self.cfg.spatial_down
         frames, length = enlarged.shape[0], z.shape[2] * k  # frames, and the latents' frames
         space = (z.shape[3] * s, z.shape[4] * s)
-        out = np.empty((frames, size[0] // pool, size[1] // pool, 3), np.uint8)
         slabs = grid_spans((length,), (tile[0] * k,), (overlap[0] * k,))[0]  # along time, in frames
         acc, weight, base = None, None, 0  # the running blend of frames [base, base + len(weight))
         for i, ((t0, n), w) in enumerate(zip(slabs, span_weights(slabs, length), strict=True)):
@@ -98,9 +119,8 @@ class SkipDecoder(nn.Module):
                 video = video[:, :, :, : size[0], : size[1]]
                 if pool > 1:
                     video = F.avg_pool3d(video, (1, pool, pool))
-                out[base : base + final] = to_frames(video[0])
+                yield to_frames(video[0])
                 acc, weight, base = acc[:, :, final:].clone(), weight[final:].clone(), base + final
-        return out
 
     def _tile(
         self, zt: torch.Tensor, xt: torch.Tensor, h0: int, w0: int, tile: tuple[int, int], n: int
