@@ -513,6 +513,8 @@ class Engine:
                 if isinstance(frames, np.ndarray):
                     entry["frames"] = torch.from_numpy(frames)
                 self.cache.put(job.key, entry)
+        if not isinstance(frames, np.ndarray):  # decoded as it is written: Stop still reaches it
+            frames = _until_cancelled(frames, cancel)
         meta = {"request": req.to_dict()} | job.meta
         model_id = self._model_ids().get(id(job.model))
         meta |= {
@@ -629,6 +631,15 @@ class Engine:
         rgb = self.tae.preview(latents.float())[0]  # (3, t, h, w)
         rgb = F.interpolate(rgb[None], size=(rgb.shape[1], *shape), mode="nearest")[0]
         return to_frames(rgb)
+
+
+def _until_cancelled(parts: Iterable[np.ndarray], cancel: CancelToken) -> Iterator[np.ndarray]:
+    """The parts of a clip decoded as it is written, ending the job (Cancelled) once it is stopped:
+    what was written of it is removed (see _write)."""
+    for part in parts:
+        if cancel.cancelled:
+            raise Cancelled
+        yield part
 
 
 def _keep_frame(frames: np.ndarray | Iterable[np.ndarray], index: int, into: list) -> Iterator[np.ndarray]:

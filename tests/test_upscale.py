@@ -143,6 +143,28 @@ def test_a_long_clip_is_upscaled_a_span_at_a_time_and_written_as_it_is_decoded(e
     assert hit.cached and psnr(hit.frames, res.frames) > 40
 
 
+def test_stop_while_an_upscale_is_written_ends_the_job_and_leaves_nothing(engine, tmp_path, monkeypatch):
+    """The decode of a streamed result happens as it is written, after the steps: Stop pressed
+    then still ends the job, and what was written of the result is removed."""
+    from engine.requests import CancelToken
+
+    src = write_video(tmp_path / "long.mp4", _clip(80, 16, 24), 8.0, {})
+    token = CancelToken()
+    real = engine.updecoder.iter_frames
+
+    def stop_after_first_part(*args, **kwargs):
+        for i, part in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                token.cancel()
+            yield part
+
+    monkeypatch.setattr(engine.updecoder, "iter_frames", stop_after_first_part)
+    out = tmp_path / "out"
+    events = list(engine.run(UpscaleRequest(video=str(src), steps=1), cancel=token, folder=out, previews=False))
+    assert isinstance(events[-1], Error) and events[-1].cancelled
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_an_enlarged_clip_read_by_spans_is_the_padded_bicubic_clip():
     from engine.upscale_data import EnlargedClip
 
