@@ -21,8 +21,8 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from ..requests import T2VRequest, UpscaleRequest
-from ..upscale_data import HELD_OUT_PHOTOS, downscale, load_photo, pan_zoom_clip, upscale_bicubic
-from ..video_io import fit_clip, normalize_video, write_video
+from ..upscale_data import HELD_OUT_PHOTOS, downscale, load_photo, pan_zoom_clip
+from ..video_io import normalize_video, read_image, read_video, write_video
 from ..world.analyse import analyse, score
 from ..world.captions import canonical_caption
 from ..world.render import render
@@ -69,15 +69,12 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _upscale(engine, path: Path, req: UpscaleRequest) -> tuple[np.ndarray, np.ndarray]:
-    """(the upsampler's result, bicubic from the same decoded input) for an uploaded file."""
+    """(the upsampler's result, bicubic from the same decoded input) for an uploaded file, both
+    read from the files the studio shows side by side (H.264 at CRF 12, the same for both)."""
     res = engine.generate(UpscaleRequest(video=str(path), scale=req.scale, steps=req.steps, seed=req.seed))
-    bicubic = normalize_bicubic(path, req.scale)
+    side = Path(res.path).with_name(res.metadata["files"]["bicubic"])
+    bicubic = read_image(side)[None] if side.suffix == ".png" else read_video(side)[0]
     return res.frames, bicubic
-
-
-def normalize_bicubic(path: Path, scale: int) -> np.ndarray:
-    """The decoded upload enlarged by bicubic: the baseline (the same pixels the upsampler got)."""
-    return upscale_bicubic(fit_clip(path, 4096).frames, scale)
 
 
 def evaluate_upscale(
