@@ -7,9 +7,9 @@ instead, where freed space is reused only when a later block fits it. Run long e
 upscale: one slab after another), the heap's high-water mark creeps up with the clip's length:
 measured on the shipped upsampler's decoder, peak RSS 1.57 GB for 32 frames and 1.74 GB for 192.
 A fixed threshold keeps large blocks on mmap: 1.55 GB at 96, 192 or 384 frames, with it at 1, 4 or
-16 MiB alike. 16 MiB, because each mmap'd block costs a system call and fresh zeroed pages, so the
-transformer's activations (a few MiB each) are better left on the heap; the slabs that crept are
-far larger. (An upscale bench measured the same with 1 and 16 MiB: 19.7-19.9 s and 19.2 s.)
+16 MiB alike. The whole upscale (encoder, transformer, decoder, writer) is flatter at 1 MiB: 1.65 GB
+at 12 seconds of video and 1.68 GB at 48, against 1.68 and 1.78 GB at 16 MiB; the upscale bench
+took the same time with either (19.7-19.9 s and 19.2 s), so the mmap calls cost nothing we can see.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ctypes.util
 import sys
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD = 16 << 20  # blocks of 16 MiB and more: mmap, returned to the system when freed
+MMAP_THRESHOLD = 1 << 20  # blocks of 1 MiB and more: mmap, returned to the system when freed
 
 
 def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
