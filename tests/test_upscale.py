@@ -60,7 +60,9 @@ def test_the_upsampler_starts_from_bicubic(tmp_path):
     x_up = torch.rand(1, 3, 7, 32, 32) * 2 - 1
     assert torch.equal(dec(z, x_up), x_up)
     frames = torch.randint(0, 256, (7, 32, 32, 3), dtype=torch.uint8)
-    out = dec.decode_frames(z, frames, (32, 32), tile=(1, 2, 2), overlap=(0, 1, 1))  # tiled in time and space
+    out = np.concatenate(
+        list(dec.iter_frames(z, frames, (32, 32), tile=(1, 2, 2), overlap=(0, 1, 1)))
+    )  # tiled in time and space
     assert np.array_equal(out, frames.numpy())
 
 
@@ -82,7 +84,7 @@ def _whole_clip_blend(dec: SkipDecoder, z, enlarged, tile, overlap) -> torch.Ten
 
 @pytest.mark.parametrize("frames,h,w,pool", [(13, 48, 80, 1), (13, 48, 80, 2), (5, 16, 24, 1), (3, 32, 32, 4)])
 def test_decoding_straight_to_frames_is_the_whole_blend_made_uint8(frames, h, w, pool):
-    """decode_frames blends over time as the slabs come and frees what is done; it gives exactly
+    """iter_frames blends over time as the slabs come and frees what is done; it gives exactly
     the frames of the whole-clip blend, cropped, area-reduced and made uint8, in any tiling."""
     torch.manual_seed(0)
     p = PRESETS["tiny"]
@@ -97,7 +99,7 @@ def test_decoding_straight_to_frames_is_the_whole_blend_made_uint8(frames, h, w,
         with torch.no_grad():
             whole = _whole_clip_blend(dec, z, x, tile, overlap)[:, :, :, : h - 8, : w - 8]
         whole = torch.nn.functional.avg_pool3d(whole, (1, pool, pool)) if pool > 1 else whole
-        got = dec.decode_frames(z, x, (h - 8, w - 8), pool, tile, overlap)
+        got = np.concatenate(list(dec.iter_frames(z, x, (h - 8, w - 8), pool, tile, overlap)))
         assert got.dtype == np.uint8 and np.array_equal(got, to_frames(whole[0]))
 
 

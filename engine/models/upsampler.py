@@ -55,24 +55,6 @@ class SkipDecoder(nn.Module):
         return x_up + depth_to_space(r)[:, :, :frames]  # (B, 3, T, H, W)
 
     @torch.no_grad()
-    def decode_frames(
-        self,
-        z: torch.Tensor,
-        enlarged: torch.Tensor | EnlargedClip,
-        size: tuple[int, int],
-        pool: int = 1,
-        tile: tuple[int, int, int] = (8, 32, 32),
-        overlap=(4, 8, 8),
-    ) -> np.ndarray:
-        """iter_frames gathered into one uint8 clip (T, size[0] / pool, size[1] / pool, 3)."""
-        out = np.empty((enlarged.shape[0], size[0] // pool, size[1] // pool, 3), np.uint8)
-        at = 0
-        for part in self.iter_frames(z, enlarged, size, pool, tile, overlap):
-            out[at : at + len(part)] = part
-            at += len(part)
-        return out
-
-    @torch.no_grad()
     def iter_frames(
         self,
         z: torch.Tensor,
