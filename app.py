@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         print(f"outputs: removed {removed} unfinished file(s), restored {restored} JSON file(s)")
     demo = build_ui(engine, outputs, per_user=bool(auth))
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
-    print(f"Shapes Studio on model {engine.model_id} ({engine.device})", flush=True)
+    print(f"Shapes Studio on model {engine.models.ids['generator']} ({engine.device})", flush=True)
     try:
         demo.launch(
             server_name=args.host,

@@ -9,12 +9,11 @@ ever held, so a two-minute 4K phone clip costs the memory of one frame and the s
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import math
 import os
-import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +22,9 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
+
+from .atomic import atomic_path, write_atomic
 
 
 class VideoInputError(ValueError):
@@ -571,10 +573,12 @@ def write_video(
     if count is None:
         raise ValueError("count (the clip's length in frames) is needed when frames come in parts")
     _, h, w, _ = first.shape
-    tmp = path.with_name(path.name + ".part")
     src = av.open(str(audio_from)) if audio_from is not None else None
     try:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
+        with (
+            atomic_path(path) as tmp,
+            av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c,
+        ):
             if metadata:
                 c.metadata["comment"] = json.dumps(metadata, sort_keys=True)
             s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
@@ -604,17 +608,9 @@ def write_video(
             mux(s.encode())
             if audio is not None:
                 audio.mux_until(math.inf)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         if src is not None:
             src.close()
-    try:
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -626,28 +622,16 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray, metadata: dict | None = None) -> Path:
-    """An 8-bit RGB PNG, with metadata as a tEXt chunk; no imaging library needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
-    h, w, _ = img.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
-    body = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    """An 8-bit RGB PNG, with metadata as a tEXt chunk (what the outputs sweep reads back); atomic,
+    as videos: never a half-written PNG."""
+    info = PngInfo()
     if metadata:
-        body += chunk(b"tEXt", b"request\x00" + json.dumps(metadata, sort_keys=True).encode("latin-1", "replace"))
-    body += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-    tmp = path.with_name(path.name + ".part")  # atomic, as videos: never a half-written PNG
-    try:
-        tmp.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+        info.add_text("request", json.dumps(metadata, sort_keys=True).encode("latin-1", "replace").decode("latin-1"))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.asarray(image, dtype=np.uint8))).save(
+        buf, format="PNG", pnginfo=info, compress_level=9
+    )
+    return write_atomic(path, buf.getvalue())
 
 
 def read_image(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.engine import Engine
-from engine.requests import UpscaleRequest
+from engine.tasks import UpscaleRequest
 from engine.video_io import write_video
 from engine.world.render import render
 from engine.world.scene import Scene, ShapeObject

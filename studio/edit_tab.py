@@ -19,17 +19,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import (
-    EDIT_TASK_CHOICES,
-    MAX_PROMPT_CHARS,
-    CancelToken,
-    EditRequest,
-    Error,
-    Preview,
-    Progress,
-    Result,
-    T2VRequest,
-)
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result
+from engine.tasks import EDIT_TASK_CHOICES, EditRequest, T2VRequest
 from engine.video_io import VideoInputError, write_png, write_video
 
 from .compare import CSS, JS, Cell, player_html
@@ -230,7 +221,7 @@ class EditHandlers:
             found = self.engine.rewrite(req)
             return found.describe() if found is not None else ""
         lines = []
-        if self.engine.editor is None:
+        if self.engine.models.editor is None:
             lines.append("**This model has no edit model**: only *Describe the result* works with it.")
         if (instruction or "").strip():
             frames = None
@@ -443,7 +434,10 @@ def build_edit_tab(
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="edit-board")
             with gr.Row():
                 upscale4 = gr.Button(
-                    "Upscale 4x", interactive=engine.upsampler is not None, min_width=100, elem_id="edit-upscale4"
+                    "Upscale 4x",
+                    interactive=engine.models.upsampler is not None,
+                    min_width=100,
+                    elem_id="edit-upscale4",
                 )
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="edit-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="edit-send")
@@ -522,7 +516,7 @@ def build_edit_tab(
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
-                out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
+                out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and "upscaled" not in ev)
 
         events = h.edit(*settings, schedule, rewrite, upscale, session=session, folder=spaces.of(request).folder)
         yield from stream_updates(events, progress, status, fill)

@@ -18,8 +18,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, PersonalizeRequest, Preview, Progress, Result
-from engine.video_io import VideoInputError, content_digest, fit_clip, probe, read_image, write_png
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result
+from engine.tasks import PersonalizeRequest
+from engine.video_io import VideoInputError, content_digest, read_image, write_png
 
 from .characters import CharacterNameError, CharacterStore
 from .compare import CSS, JS, Cell, player_html
@@ -146,16 +147,16 @@ class PersonalizeHandlers:
         if not reference:
             return {}
         try:
-            ref = self.engine.load_reference(str(reference))
-        except VideoInputError as e:  # engine.reference.ReferenceError is one
+            ref = self.engine.inspect("personalize", str(reference))
+        except VideoInputError as e:  # engine.reference_image.ReferenceImageError is one
             return {"error": str(e)}
         view = self.workdir / f"reference-{ref.digest[:16]}.png"
         if not view.is_file():
             try:
-                write_shown(view, lambda p: write_png(p, ref.image))
+                write_shown(view, ref.write)
             except OSError as e:
                 return shown_files_error(e, Path(reference).name)
-        return {"view": str(view), "summary": ref.summary, "digest": ref.digest, "image": ref.image}
+        return {"view": str(view), "summary": ref.summary, "digest": ref.digest, "image": ref.frames[0]}
 
     @staticmethod
     def reference_name(reference, named: dict | None) -> str:
@@ -201,16 +202,10 @@ class PersonalizeHandlers:
             return {}
         path = Path(clip)
         try:
-            fps = None
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                head = probe(path, self.engine.limits)
-                seconds = head.get("video_duration") or head.get("duration") or 0.0
-                if seconds and head["fps"] and seconds * head["fps"] > TAKE_MAX_FRAMES:
-                    fps = TAKE_MAX_FRAMES / seconds  # a long clip: frames evenly spread in time
-            got = fit_clip(path, TAKE_MAX_SIDE, fps, self.engine.limits)
+            got = self.engine.take_frames(path)
         except VideoInputError as e:
             return {"error": str(e)}
-        frames = got.frames[:TAKE_MAX_FRAMES]
+        frames = got.frames
         npy = self.workdir / f"take-{got.digest[:16]}-{len(frames)}.npy"
         if not npy.is_file():
             try:
@@ -363,7 +358,7 @@ def build_personalize_tab(
     h = PersonalizeHandlers(engine, tokens, workdir, spaces.shared.characters)
     characters_of = lambda request: spaces.of(request).characters  # noqa: E731
     d = PersonalizeRequest(reference="", prompt="")
-    has = engine.personalizer is not None
+    has = engine.models.personalizer is not None
     gr.Markdown(KNOWS if has else f"**Personalization is off: {NO_PERSONALIZER}.** " + KNOWS, elem_id="pt-knows")
     with gr.Row():
         with gr.Column(scale=3):
@@ -448,7 +443,7 @@ def build_personalize_tab(
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="pt-board")
             with gr.Row():
                 upscale4 = gr.Button(
-                    "Upscale 4x", interactive=engine.upsampler is not None, min_width=100, elem_id="pt-upscale4"
+                    "Upscale 4x", interactive=engine.models.upsampler is not None, min_width=100, elem_id="pt-upscale4"
                 )
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="pt-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="pt-send")
@@ -576,7 +571,7 @@ def build_personalize_tab(
             if "result" in ev:
                 out[board] = ev["board"]
                 out[last] = ev["result"]
-                out[upscale4] = gr.Button(interactive=engine.upsampler is not None and "upscaled" not in ev)
+                out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and "upscaled" not in ev)
 
         settings = (reference, name, prompt, seed, steps, guidance, reference_guidance, frames, schedule, upscale)
         yield from stream_updates(

@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result, T2VRequest
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result
+from engine.tasks import T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .events import live_preview, preview_html, progress_event, session_key, stream_updates
@@ -57,7 +58,7 @@ def large_preview_strip(frames: np.ndarray, count: int = 4, max_side: int = 256)
 
 def then_upscale(engine, elem_id: str) -> gr.Dropdown:
     """The cascade setting of a generating tab: off, or upscale the result 2x / 4x in the same job."""
-    has = engine.upsampler is not None
+    has = engine.models.upsampler is not None
     return gr.Dropdown(
         THEN_UPSCALE,
         value=0,
@@ -273,7 +274,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
             with gr.Row():
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
                 upscale4 = gr.Button(
-                    "Upscale 4x", interactive=engine.upsampler is not None, min_width=100, elem_id="t2v-upscale4"
+                    "Upscale 4x", interactive=engine.models.upsampler is not None, min_width=100, elem_id="t2v-upscale4"
                 )
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="t2v-send")
@@ -319,7 +320,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
                 out[video] = gr.Video(value=None if is_image or up else path, visible=not (is_image or up))
                 out[image] = gr.Image(value=path if is_image and not up else None, visible=is_image and not up)
                 out[board] = gr.HTML(value=ev.get("board", ""), visible=up)
-                out[upscale4] = gr.Button(interactive=engine.upsampler is not None and not up)
+                out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and not up)
                 paths["previous"], paths["last"] = (paths["last"] or paths["previous"]), path
                 out[last] = paths["last"]
                 out[previous] = paths["previous"]

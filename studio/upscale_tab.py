@@ -15,8 +15,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.requests import UPSCALE_FACTORS, CancelToken, Error, Preview, Progress, RequestError, Result, UpscaleRequest
-from engine.video_io import VideoInputError, content_digest, fit_clip, write_png, write_video
+from engine.requests import UPSCALE_FACTORS, CancelToken, Error, Preview, Progress, RequestError, Result
+from engine.tasks import UpscaleRequest
+from engine.video_io import VideoInputError, content_digest
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .edit_tab import VIDEO_TYPES
@@ -90,18 +91,14 @@ class UpscaleHandlers:
         if not video:
             return {}
         try:
-            self.engine.check_upscale_size(str(video))  # a clip too long to upscale: said before decoding it
-            clip = fit_clip(str(video), self.max_side, None, self.engine.limits)
+            clip = self.engine.inspect("upscale", str(video))  # too long a clip is refused before decoding
         except (VideoInputError, RequestError) as e:
             return {"error": str(e)}
         n, h, w = clip.frames.shape[:3]
         view = self.workdir / f"upscale-{clip.digest}{'.png' if n == 1 else '.mp4'}"
         if not view.is_file():
             try:
-                if n == 1:
-                    write_shown(view, lambda p: write_png(p, clip.frames[0]))
-                else:
-                    write_shown(view, lambda p: write_video(p, clip.frames, clip.fps))
+                write_shown(view, clip.write)
             except OSError as e:
                 return shown_files_error(e, Path(video).name)
         return {
@@ -118,7 +115,7 @@ class UpscaleHandlers:
     def input_line(self, loaded: dict | None, scale=4) -> str:
         """The line under the input: what the model gets and what comes out."""
         lines = []
-        if self.engine.upsampler is None:
+        if self.engine.models.upsampler is None:
             lines.append(f"**Upscaling is off: {NO_UPSAMPLER}** (no 'upscale' folder in its model folder).")
         if loaded and "error" in loaded:
             lines.append(f"**{loaded['error']}**")
@@ -206,7 +203,7 @@ def build_upscale_tab(
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = UpscaleHandlers(engine, tokens, workdir)
     d = UpscaleRequest(video="")
-    has = engine.upsampler is not None
+    has = engine.models.upsampler is not None
     gr.Markdown(KNOWS if has else f"**Upscaling is off: {NO_UPSAMPLER}.** " + KNOWS, elem_id="upscale-knows")
     with gr.Row():
         with gr.Column(scale=3):

@@ -11,8 +11,9 @@ from test_video_io_stream import encode
 
 from engine.engine import Engine
 from engine.models.generator import Generator
-from engine.requests import EditRequest, Error, Preview, Progress, Result
+from engine.requests import Error, Preview, Progress, Result
 from engine.sampling import sdedit_times, two_scale_velocity, windowed
+from engine.tasks import EditRequest, SDEditRequest
 from engine.train.edit_stage import grow_for_editing
 from engine.train.recipe import PRESETS, edit_generator_config
 from engine.video_io import read_metadata, write_video
@@ -185,8 +186,8 @@ def test_edit_source_changes_the_result_and_sdedit_runs(engine, source, tmp_path
     other = write_video(tmp_path / "other.mp4", render(scene, 64, 32), 8.0, {})
     b = engine.generate(EditRequest(video=str(other), instruction="make the circle yellow", steps=2))
     assert not np.array_equal(a.frames, b.frames)
-    sd = engine.generate(EditRequest(video=str(source), mode="sdedit", prompt="a blue star", steps=2, strength=0.3))
-    assert sd.frames.shape == (32, 64, 64, 3) and sd.metadata["request"]["mode"] == "sdedit"
+    sd = engine.generate(SDEditRequest(video=str(source), prompt="a blue star", steps=2, strength=0.3))
+    assert sd.frames.shape == (32, 64, 64, 3) and sd.metadata["request"]["task"] == "sdedit"
 
 
 def test_edit_refusals(engine, source, tmp_path):

@@ -7,7 +7,8 @@ import torch
 
 from engine.engine import Engine
 from engine.precision import bf16_is_fast
-from engine.requests import CancelToken, Error, Preview, Progress, Result, T2VRequest
+from engine.requests import CancelToken, Error, Preview, Progress, Result
+from engine.tasks import T2VRequest
 from engine.video_io import read_metadata
 
 
@@ -32,13 +33,13 @@ def test_events_stream_then_playable_result(engine):
     with av.open(str(res.path)) as c:
         assert c.streams.video[0].codec_context.name == "h264" and c.streams.video[0].frames == 8
     meta = read_metadata(res.path)
-    assert meta["request"]["prompt"] == req().prompt and meta["model"] == engine.model_id
+    assert meta["request"]["prompt"] == req().prompt and meta["model"] == engine.models.ids["generator"]
     assert json.loads(res.path.with_suffix(".json").read_text())["request"]["seed"] == 0
 
 
 def test_same_seed_same_clip_and_cache_skips_transformer(engine):
     calls = []
-    engine.generator.dit.register_forward_hook(lambda *a: calls.append(1))
+    engine.models.generator.dit.register_forward_hook(lambda *a: calls.append(1))
     a = engine.generate(req(seed=7))
     n = len(calls)
     assert n == 4 and not a.cached

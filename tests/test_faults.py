@@ -290,7 +290,7 @@ def spy(engine, monkeypatch):
 
     monkeypatch.setattr(video_io._DecodedFrames, "__iter__", frames)
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    for owner, name in ((engine.tae, "encode"), (engine.tae, "encode_raw"), (engine, "encode_prompt")):
+    for owner, name in ((engine.models.tae, "encode"), (engine.models.tae, "encode_raw"), (engine, "encode_prompt")):
         monkeypatch.setattr(owner, name, counted(getattr(owner, name)))
     return seen
 

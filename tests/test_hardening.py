@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from engine.engine import available_devices, pick_device
-from engine.requests import MAX_PROMPT_CHARS, RequestError, T2VRequest
+from engine.requests import MAX_PROMPT_CHARS, RequestError
+from engine.tasks import T2VRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +129,7 @@ def test_bad_output_places_are_refused_before_any_work_with_the_real_cause(tiny_
 def test_a_full_disk_says_so_and_leaves_nothing_listed(tiny_engine, tmp_path, monkeypatch):
     import errno
 
-    import engine.engine as eng
+    import engine.results as eng
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r.mp4"))
@@ -145,7 +146,7 @@ def test_a_failed_write_leaves_nothing_and_the_sweep_restores_what_a_kill_left(t
     import json
     import os
 
-    import engine.engine as eng
+    import engine.results as eng
     from engine.outputs import sweep
     from engine.video_io import write_png, write_video
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from engine.engine import Engine
 from engine.models.generator import Generator
-from engine.requests import PersonalizeRequest, RequestError
+from engine.requests import RequestError
+from engine.tasks import PersonalizeRequest
 from engine.train.personalize_stage import (
     NEW_PARTS,
     PersonalizeData,
@@ -150,7 +151,7 @@ class _TinyTAE(torch.nn.Module):
 def test_a_results_own_reference_reproduces_it(engine, tmp_path):
     """Reopening a result gives its prepared reference (NAME.reference.png) back: prepared again it
     is kept exactly, so the same request is the same cache entry and the same clip."""
-    from engine.reference import prepare_reference
+    from engine.reference_image import prepare_reference
 
     ref = _save(STAR.reference("green", 150), tmp_path / "star.jpg", "JPEG")
     req = PersonalizeRequest(reference=ref, prompt="it is moving up on a black background", steps=2, frames=8)

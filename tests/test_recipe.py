@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from engine.engine import Engine
-from engine.requests import T2VRequest
+from engine.tasks import T2VRequest
 from engine.train.recipe import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +27,11 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     tae_cfg = json.loads((out / "tae" / "config.json").read_text())["config"]
     assert len(tae_cfg["latent_std"]) == tae_cfg["latent_channels"]  # normalisation fitted
     engine = Engine(out, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
-    assert engine.tae.preview_weight.abs().sum() > 0  # preview map fitted
+    assert engine.models.tae.preview_weight.abs().sum() > 0  # preview map fitted
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
-    assert engine.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
-    assert engine.personalizer is not None and engine.personalizer.cfg.reference is not None  # chartae + pt2v ran
+    assert engine.models.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
+    assert engine.models.personalizer is not None and engine.models.personalizer.cfg.reference is not None  # chartae + pt2v ran
 
 
 def test_same_seed_same_weights(tmp_path):

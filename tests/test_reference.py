@@ -1,4 +1,4 @@
-"""engine.reference: a character's reference prepared the way the personalization model expects it
+"""engine.reference_image: a character's reference prepared the way the personalization model expects it
 (WORLD.md, Characters): found on its plain background, centred, half box side r = 0.3, on its
 background colour; anything unusable refused with a message that names the problem."""
 
@@ -12,7 +12,7 @@ from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 from skimage import data
 
-from engine.reference import ReferenceError, prepare_reference, prepare_reference_array
+from engine.reference_image import ReferenceImageError, prepare_reference, prepare_reference_array
 from engine.video_io import VideoInputError
 from engine.world.characters import REFERENCE_R, Character, all_characters, other_background, sample_character
 from engine.world.palette import COLORS
@@ -176,9 +176,9 @@ def test_tiny_icon():
 def test_array_digest_and_input_checks():
     img = draw("blue", 100, (CHECKER, 0.5, 0.5, 0.2))
     assert prepare_reference_array(img).digest == hashlib.sha256(img.tobytes()).hexdigest()
-    with pytest.raises(ReferenceError, match="uint8"):
+    with pytest.raises(ReferenceImageError, match="uint8"):
         prepare_reference_array(img.astype(np.float32))
-    with pytest.raises(ReferenceError, match=r"\(H, W, 3\)"):
+    with pytest.raises(ReferenceImageError, match=r"\(H, W, 3\)"):
         prepare_reference_array(img[..., 0])
 
 
@@ -296,7 +296,7 @@ def test_animated_gif_uses_its_first_frame(tmp_path):
 
 def refused(arg, match: str, **kw) -> str:
     fn = prepare_reference_array if isinstance(arg, np.ndarray) else prepare_reference
-    with pytest.raises(ReferenceError, match=match) as e:
+    with pytest.raises(ReferenceImageError, match=match) as e:
         fn(arg, **kw)
     assert isinstance(e.value, VideoInputError) and isinstance(e.value, ValueError)
     return str(e.value)

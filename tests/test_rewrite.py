@@ -12,7 +12,7 @@ from conftest import tiny_rewriter
 from engine.engine import Engine
 from engine.models.rewrite import PromptRewriter
 from engine.models.text import WordEncoder, WordEncoderConfig, tokenize, trigram_ids
-from engine.requests import T2VRequest
+from engine.tasks import T2VRequest
 from engine.world.captions import SLOTS, canonical_caption, caption_from_labels, caption_labels
 from engine.world.scene import sample_scene
 from engine.world.typed import add_filler, known_words, typed_caption, typo, unknown_words
@@ -107,7 +107,9 @@ def test_rewriter_gives_a_canonical_caption_only_when_sure():
 
 def test_engine_gives_the_generator_the_rewrite(rewriting_model, tiny_model_dir, tmp_path):
     engine = Engine(rewriting_model, device="cpu", cache_dir=tmp_path / "cache", outputs_dir=tmp_path / "o")
-    assert engine.model_id != Engine(tiny_model_dir, device="cpu", cache_dir=None).model_id
+    assert (
+        engine.models.ids["generator"] != Engine(tiny_model_dir, device="cpu", cache_dir=None).models.ids["generator"]
+    )
     req = T2VRequest(prompt="red ball travelling from right to left, blue bg", steps=2, frames=8, seed=4)
     res = engine.generate(req)
     text = res.metadata["rewrite"]["text"]
@@ -125,7 +127,7 @@ def test_engine_gives_the_generator_the_rewrite(rewriting_model, tiny_model_dir,
 def test_a_model_without_a_rewriter_runs_prompts_as_typed(tiny_model_dir, tmp_path):
     engine = Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
     req = T2VRequest(prompt="a red circle", steps=1, frames=1)
-    assert engine.rewriter is None and engine.rewrite(req) is None
+    assert engine.models.rewriter is None and engine.rewrite(req) is None
     assert engine.generate(req).metadata["rewrite"] is None
 
 

@@ -11,7 +11,7 @@ import pytest
 from engine.engine import DEFAULT_MODEL, Engine
 from engine.eval.t2v import explain, typed_prompts
 from engine.eval.tae import evaluate_tae
-from engine.requests import T2VRequest
+from engine.tasks import T2VRequest
 from engine.world.analyse import analyse, score
 from engine.world.captions import SLOTS, caption_labels
 from engine.world.scene import Scene, ShapeObject
@@ -26,7 +26,7 @@ def engine(tmp_path_factory):
 
 
 def test_autoencoder_on_held_out_clips(engine):
-    res = evaluate_tae(engine.tae, n=4)
+    res = evaluate_tae(engine.models.tae, n=4)
     assert res["compression_32f"] == 48.0
     assert res["outliers_32f"] == 0.0
     assert res["psnr_32f"] > PSNR_FLOOR and res["psnr_1f"] > PSNR_FLOOR
@@ -103,7 +103,7 @@ def test_the_shipped_edit_model_runs_an_upload_end_to_end(engine, tmp_path):
     instruction read as a recolor, the result read back by the analyser. The model follows only
     about half of held-out recolors (README), so what is checked is what it does reliably: the
     clip's length, the task read, the background kept and an object drawn. Tighten as it improves."""
-    from engine.requests import EditRequest
+    from engine.tasks import EditRequest
     from engine.video_io import write_video
     from engine.world.render import render
 
@@ -120,7 +120,7 @@ def test_the_shipped_upsampler_beats_bicubic_on_a_world_clip(engine, tmp_path):
     """A 64 px world clip (as an H.264 upload) made 256 px by the shipped upsampler: closer to the
     scene rendered at 256 than bicubic from the same input, and still read as the same scene."""
     from engine.eval.edit import psnr
-    from engine.requests import UpscaleRequest
+    from engine.tasks import UpscaleRequest
     from engine.video_io import read_video, write_video
     from engine.world.render import render
 
@@ -143,7 +143,7 @@ def test_the_shipped_personalization_model_on_a_held_out_character(engine, tmp_p
     is recorded. Tighten as it improves."""
     from PIL import Image
 
-    from engine.requests import PersonalizeRequest
+    from engine.tasks import PersonalizeRequest
     from engine.world.character_analyse import analyse_character
     from engine.world.characters import Character
     from engine.world.render import render_reference

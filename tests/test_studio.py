@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.engine import Engine
-from engine.requests import UpscaleRequest
+from engine.tasks import UpscaleRequest
 from engine.video_io import read_image, read_video, write_png, write_video
 from engine.world.characters import Character
 from engine.world.palette import COLORS
@@ -538,7 +538,7 @@ def test_without_an_upsampler_the_tab_and_the_cascade_say_so(tiny_model_dir, sma
     bare = tmp_path / "no-upsampler"
     shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("upscale", "upscale-decoder"))
     engine = Engine(bare, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
-    assert engine.upsampler is None
+    assert engine.models.upsampler is None
     h = upscale_handlers(engine, tmp_path)
     assert "no upsampler" in h.input_line(None) and "no upsampler" in h.input_line(h.load(small_clip))
     assert "no upsampler" in list(h.upscale(small_clip, 4, 2, 0))[-1]["error"]
@@ -593,7 +593,7 @@ def test_personalize_shows_the_reference_as_the_model_sees_it(engine, star_png, 
     ref = h.load(star_png)
     assert ref["summary"].startswith("256x256 PNG: character ") and ref["summary"].endswith("r = 0.3, 64x64")
     view = read_image(ref["view"])
-    assert view.shape == (64, 64, 3) and np.array_equal(view, engine.load_reference(star_png).image)
+    assert view.shape == (64, 64, 3) and np.array_equal(view, engine.inspect("personalize", star_png).frames[0])
     assert Path(ref["view"]).parent == tmp_path / "out" / ".studio"
     assert h.reference_line(ref).startswith("As the model sees it: 256x256 PNG")
     # What it cannot read is said there, and again when generating; then the next job works.
@@ -625,7 +625,7 @@ def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star
     # The reference (the result's own copy) beside the result, under one play bar.
     media = Path(final["result"])
     side = media.with_name(media.stem + ".reference.png")
-    assert np.array_equal(read_image(side), engine.load_reference(star_png).image)
+    assert np.array_equal(read_image(side), engine.inspect("personalize", star_png).frames[0])
     board = final["board"]
     assert board.count("<img") == 1 and board.count("<video") == 1 and "cmp-play" in board
     assert board.index(side.name) < board.index(media.name + '"') and "look like 2.0" in board
@@ -637,7 +637,7 @@ def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star
     assert (
         entry.settings_text() == "seed 4 · 2 steps · follow 5.0 · look like 2.0 · 8 frames · 64 px · reference star.png"
     )
-    assert entry.meta["reference"]["summary"] == engine.load_reference(star_png).summary
+    assert entry.meta["reference"]["summary"] == engine.inspect("personalize", star_png).summary
     # Reopen: the Personalize tab gets the settings and the result's own reference, even with the
     # upload gone, and shows the result beside it again.
     Path(star_png).unlink()
@@ -746,7 +746,7 @@ def test_without_a_personalization_model_the_tab_says_so(tiny_model_dir, star_pn
     bare = tmp_path / "no-personalizer"
     shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("personalize"))
     engine = Engine(bare, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
-    assert engine.personalizer is None
+    assert engine.models.personalizer is None
     h = pt_handlers(engine, tmp_path)
     assert "view" in h.load(star_png)  # the reference is still shown as it would be seen
     assert "no personalization model" in personalize(h, star_png)[-1]["error"]

@@ -12,7 +12,8 @@ import torch
 from engine.engine import Engine
 from engine.eval.edit import psnr
 from engine.models.upsampler import SkipDecoder, encode_tiled
-from engine.requests import Error, Progress, RequestError, Result, T2VRequest, UpscaleRequest
+from engine.requests import Error, Progress, RequestError, Result
+from engine.tasks import T2VRequest, UpscaleRequest
 from engine.tiling import blend_nd, tile_boxes
 from engine.train.recipe import PRESETS
 from engine.upscale_data import upscale_bicubic
@@ -135,7 +136,7 @@ def test_a_long_clip_is_upscaled_a_span_at_a_time_and_written_as_it_is_decoded(e
 
         return real_write(path, counted(), *args, **kwargs)
 
-    monkeypatch.setattr("engine.engine.write_video", write)
+    monkeypatch.setattr("engine.results.write_video", write)
     res = engine.generate(UpscaleRequest(video=str(src), steps=1), out=tmp_path / "up.mp4")
     assert res.held is None and res.frames.shape == (frames, 64, 96, 3)
     assert max(largest) < frames and max(parts) < frames and sum(parts) == 2 * frames  # result + bicubic
@@ -152,7 +153,7 @@ def test_stop_while_an_upscale_is_written_ends_the_job_and_leaves_nothing(engine
 
     src = write_video(tmp_path / "long.mp4", _clip(80, 16, 24), 8.0, {})
     token = CancelToken()
-    real = engine.updecoder.iter_frames
+    real = engine.models.updecoder.iter_frames
 
     def stop_after_first_part(*args, **kwargs):
         for i, part in enumerate(real(*args, **kwargs)):
@@ -160,7 +161,7 @@ def test_stop_while_an_upscale_is_written_ends_the_job_and_leaves_nothing(engine
                 token.cancel()
             yield part
 
-    monkeypatch.setattr(engine.updecoder, "iter_frames", stop_after_first_part)
+    monkeypatch.setattr(engine.models.updecoder, "iter_frames", stop_after_first_part)
     out = tmp_path / "out"
     events = list(engine.run(UpscaleRequest(video=str(src), steps=1), cancel=token, folder=out, previews=False))
     assert isinstance(events[-1], Error) and events[-1].cancelled
@@ -184,9 +185,9 @@ def test_an_enlarged_clip_read_by_spans_is_the_padded_bicubic_clip():
 def test_tiled_encoding_is_the_whole_frame_when_one_tile_holds_it(tiny_model_dir):
     eng = Engine(tiny_model_dir, device="cpu", cache_dir=None)
     frames = torch.randint(0, 256, (5, 48, 64, 3), dtype=torch.uint8)
-    whole = eng.tae.encode(frames.permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
-    assert torch.equal(encode_tiled(eng.tae, frames, tile=64, overlap=16), whole)
-    tiled = encode_tiled(eng.tae, frames, tile=32, overlap=16)  # 2 x 3 tiles, blended
+    whole = eng.models.tae.encode(frames.permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+    assert torch.equal(encode_tiled(eng.models.tae, frames, tile=64, overlap=16), whole)
+    tiled = encode_tiled(eng.models.tae, frames, tile=32, overlap=16)  # 2 x 3 tiles, blended
     assert tiled.shape == whole.shape and torch.isfinite(tiled).all()
 
 

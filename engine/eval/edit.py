@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..requests import EditRequest, T2VRequest
+from ..tasks import EditRequest, SDEditRequest, T2VRequest
 from ..video_io import normalize_video, write_video
 from ..world.analyse import analyse, score, source_scene
 from ..world.captions import canonical_caption
@@ -83,6 +83,12 @@ def evaluate_edit(
     base = base or EditRequest(video="")
     size, frames = base.size, 32
     out: dict = {"edit": {}, "nothing": {}, "sdedit": {}, "sdedit_by_strength": {}}
+    # SDEdit at the edit model's settings (its own strength; the seed is the case's).
+    shared = {
+        f.name: getattr(base, f.name)
+        for f in fields(SDEditRequest)
+        if f.name in ("steps", "guidance", "size", "fps", "schedule", "rewrite")
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
             rng = np.random.default_rng([seed, EDIT_TASKS.index(task)])
@@ -93,7 +99,7 @@ def evaluate_edit(
                 path = write_video(Path(tmp) / f"{task}-{i}.mp4", src, base.fps, {})
                 uploaded = normalize_video(path, size, base.fps).frames  # the H.264 source as the model sees it
                 instruction = free_instruction(rng, pair)
-                if engine.editor is not None:
+                if engine.models.editor is not None:
                     res = engine.generate(replace(base, video=str(path), instruction=instruction, seed=i))
                     row = _measure(res.frames, pair, src, tgt)
                     rows["edit"].append(row)
@@ -102,7 +108,7 @@ def evaluate_edit(
                     )
                 rows["nothing"].append(_measure(uploaded, pair, src, tgt))
                 for s in strengths:
-                    req = replace(base, video=str(path), mode="sdedit", prompt=canonical_caption(pair.target), seed=i)
+                    req = SDEditRequest(video=str(path), prompt=canonical_caption(pair.target), **shared, seed=i)
                     res = engine.generate(replace(req, strength=s))
                     rows[f"sdedit@{s}"].append(_measure(res.frames, pair, src, tgt))
             out["edit"][task] = _summary(rows["edit"])
@@ -113,7 +119,7 @@ def evaluate_edit(
                 best = max(strengths, key=lambda s: (by_strength[s]["followed"], by_strength[s]["psnr_target"]))
                 out["sdedit"][task] = by_strength[best] | {"strength": best}
             log(f"{task}: edit {out['edit'][task]} nothing {out['nothing'][task]} sdedit {out['sdedit'].get(task)}")
-        if engine.editor is not None and t2v_sources:
+        if engine.models.editor is not None and t2v_sources:
             out["t2v_sources"] = _edit_t2v_outputs(engine, base, t2v_sources, seed, Path(tmp), log)
     return out
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..requests import PersonalizeRequest, T2VRequest
+from ..tasks import PersonalizeRequest, T2VRequest
 from ..world.character_analyse import CharacterReading, analyse_character, analyser_accuracy, score_character
 from ..world.characters import REFERENCE_R, Character, all_characters, character_prompt, describe_prompt
 from ..world.characters import other_background as _other_background

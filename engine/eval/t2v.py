@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..requests import T2VRequest
+from ..tasks import T2VRequest
 from ..world.analyse import analyse, score
 from ..world.captions import SLOTS, caption_labels, free_caption
 from ..world.render import render

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from ..requests import T2VRequest, UpscaleRequest
+from ..tasks import T2VRequest, UpscaleRequest
 from ..upscale_data import HELD_OUT_PHOTOS, downscale, load_photo, pan_zoom_clip, upscale_bicubic
 from ..video_io import fit_clip, normalize_video, read_image, read_video, write_video
 from ..world.analyse import analyse, score

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
-from ..reference import ReferenceError, prepare_reference_array
+from ..reference_image import ReferenceImageError, prepare_reference_array
 from ..world.characters import (
     REFERENCE_R,
     Character,
@@ -101,7 +101,7 @@ def cross_reference(rng: np.random.Generator, ch: Character, avoid: str, size: i
             img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         try:
             return prepare_reference_array(img, size).image
-        except ReferenceError:
+        except ReferenceImageError:
             continue
 
 

@@ -5,7 +5,7 @@ r = 0.3 of the image side, on a plain background of a palette colour. Users uplo
 WebP of any size, or a frame of a video. `prepare_reference` finds the character on its plain
 background, crops it and scales it so that its box's half side is 0.3 of the output side, centred
 on a canvas of its own background colour; anything it cannot read is refused with a
-`ReferenceError` whose message says what was wrong and what is accepted, never a silent guess.
+`ReferenceImageError` whose message says what was wrong and what is accepted, never a silent guess.
 
 The box is the character's bounding box, measured to a fraction of a pixel from its anti-aliased
 edge. A character that is one of the world's shapes (its area and centroid fit one closely) is
@@ -54,7 +54,7 @@ _ADVICE = "use a picture of one character alone on a plain, single-colour backgr
 _ADVICE_SENTENCE = "Use a picture of one character alone on a plain, single-colour background."
 
 
-class ReferenceError(VideoInputError):
+class ReferenceImageError(VideoInputError):
     """A reference image the studio cannot use; the message is meant for the user."""
 
 
@@ -84,19 +84,19 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
     max_side, as RGB or RGBA; its displayed size, its format's name and its digest."""
     name = path.name
     if not path.exists():
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"Reference image {name} not found (it may have been moved or deleted). Accepted: {ACCEPTED}."
         )
     if not path.is_file():
-        raise ReferenceError(f"{name} is not a file. Accepted: a {ACCEPTED} image.")
+        raise ReferenceImageError(f"{name} is not a file. Accepted: a {ACCEPTED} image.")
     n_bytes = path.stat().st_size
     if n_bytes > max_bytes:
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"{name} is {n_bytes / 1e6:.3g} MB; a reference image may be at most {max_bytes / 1e6:.3g} MB. "
             f"Accepted: {ACCEPTED}."
         )
     if n_bytes == 0:
-        raise ReferenceError(f"{name} is empty (0 bytes). Accepted: {ACCEPTED}.")
+        raise ReferenceImageError(f"{name} is empty (0 bytes). Accepted: {ACCEPTED}.")
     not_image = (
         f"{name} is not an image (its contents are not {ACCEPTED} or another picture format). Accepted: {ACCEPTED}."
     )
@@ -107,11 +107,11 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
             with Image.open(path) as img:
                 img.verify()  # structure and checksums, without decoding the pixels
         except UnidentifiedImageError:
-            raise ReferenceError(not_image) from None
+            raise ReferenceImageError(not_image) from None
         except Image.DecompressionBombError as e:
-            raise ReferenceError(f"{name} has too many pixels to be read safely ({e}).") from None
+            raise ReferenceImageError(f"{name} has too many pixels to be read safely ({e}).") from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-            raise ReferenceError(
+            raise ReferenceImageError(
                 f"{name} is damaged or cut short and cannot be decoded ({e}). Accepted: {ACCEPTED}."
             ) from None
         digest = _file_digest(path)
@@ -126,7 +126,7 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
                     # Decode at 1/2, 1/4 or 1/8 scale directly: never the full-size pixels.
                     img.draft("RGB", (max(1, math.ceil(w0 * scale)), max(1, math.ceil(h0 * scale))))
                 if img.width * img.height > MAX_DECODE_PIXELS:
-                    raise ReferenceError(
+                    raise ReferenceImageError(
                         f"{name} is {w0}x{h0} ({w0 * h0 / 1e6:.0f} megapixels); the limit is "
                         f"{MAX_DECODE_PIXELS / 1e6:.0f} megapixels ({ACCEPTED}; a JPEG may be larger)."
                     )
@@ -137,12 +137,12 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
                 out = img.convert("RGBA" if has_alpha else "RGB")
                 if orientation != 1:
                     out.getexif()[0x0112] = orientation
-        except ReferenceError:
+        except ReferenceImageError:
             raise
         except Image.DecompressionBombError as e:
-            raise ReferenceError(f"{name} has too many pixels to be read safely ({e}).") from None
+            raise ReferenceImageError(f"{name} has too many pixels to be read safely ({e}).") from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-            raise ReferenceError(
+            raise ReferenceImageError(
                 f"{name} is damaged or cut short and cannot be decoded ({e}). Accepted: {ACCEPTED}."
             ) from None
     if max(out.size) > max_side:
@@ -165,7 +165,7 @@ def _flatten_alpha(rgba: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int] |
         return rgba[..., :3].copy(), None
     opaque = rgb[alpha > 0.5]
     if len(opaque) == 0:
-        raise ReferenceError("No character found: the image is fully transparent. " + _ADVICE_SENTENCE)
+        raise ReferenceImageError("No character found: the image is fully transparent. " + _ADVICE_SENTENCE)
     if len(opaque) > 20_000:
         opaque = opaque[np.random.default_rng(0).choice(len(opaque), 20_000, replace=False)]
     d = np.linalg.norm(opaque[:, None, :] - PALETTE[None], axis=-1)  # (n, 11)
@@ -211,7 +211,7 @@ def _soft_extent(profile: np.ndarray) -> tuple[float, float]:
 def _find_character(rgb: np.ndarray, upload_scale: tuple[float, float]) -> _Found:
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"The reference is only {w}x{h} px; it must be at least {MIN_SIDE} px a side, with the character "
             f"at least {MIN_CHARACTER_PX} px across. {_ADVICE_SENTENCE}"
         )
@@ -226,7 +226,7 @@ def _find_character(rgb: np.ndarray, upload_scale: tuple[float, float]) -> _Foun
         f"{_ADVICE} (a photograph will not do)."
     )
     if frac < 0.5:
-        raise ReferenceError(not_plain)
+        raise ReferenceImageError(not_plain)
     bg = np.rint(np.median(border[inlier], axis=0))
     background = (int(bg[0]), int(bg[1]), int(bg[2]))
     dist = np.linalg.norm(pix - bg, axis=-1)
@@ -264,19 +264,19 @@ def _find_character(rgb: np.ndarray, upload_scale: tuple[float, float]) -> _Foun
             ring_in[ring] = inlier
             plain_apart = rest.sum() >= 0.5 * ring.sum() and ring_in[rest].mean() >= PLAIN_FRACTION
         if not plain_apart:
-            raise ReferenceError(not_plain)
+            raise ReferenceImageError(not_plain)
     words = _colour_words(background)
     if not big:
         if n:
             b = bbox(labels > 0)
-            raise ReferenceError(
+            raise ReferenceImageError(
                 f"The only thing on the plain {words}background is {b[2] - b[0]}x{b[3] - b[1]} px, too small to be "
                 f"a character: the character must be at least {MIN_CHARACTER_PX} px across and fill a good part "
                 "of the picture (crop the picture closer)."
             )
-        raise ReferenceError(f"No character found: the image is one plain {words}colour. {_ADVICE_SENTENCE}")
+        raise ReferenceImageError(f"No character found: the image is one plain {words}colour. {_ADVICE_SENTENCE}")
     if len(big) > 1:
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"Found {len(big)} separate objects; the reference must show one character alone on a plain "
             "background (crop the picture to one of them)."
         )
@@ -286,7 +286,7 @@ def _find_character(rgb: np.ndarray, upload_scale: tuple[float, float]) -> _Foun
     box = bbox(mask)
     long_side = max((box[2] - box[0]) * upload_scale[0], (box[3] - box[1]) * upload_scale[1])
     if long_side < MIN_CHARACTER_PX:
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"The character is only {long_side:.0f} px across, too small: it must be at least "
             f"{MIN_CHARACTER_PX} px across (use a bigger picture of it)."
         )
@@ -308,7 +308,7 @@ def _find_character(rgb: np.ndarray, upload_scale: tuple[float, float]) -> _Foun
     edge = np.zeros_like(m)
     edge[:, 0], edge[:, -1], edge[0, :], edge[-1, :] = x0 == 0, x1 == w, y0 == 0, y1 == h
     if (cov[edge & m] >= CUT_SHARE).any():
-        raise ReferenceError(cut_off)
+        raise ReferenceImageError(cut_off)
     cov = np.clip((cov - _NOISE) / (1.0 - 2 * _NOISE), 0.0, 1.0)  # JPEG ringing is not coverage
     cov[core] = 1.0
     fit = _fit_world_shape(cov)
@@ -502,7 +502,7 @@ def prepare_reference(
 ) -> PreparedReference:
     """Read an uploaded reference image (PNG, JPEG, WebP, or anything Pillow reads: the first frame
     of an animation) and prepare it: the character alone, centred, r = 0.3, size x size, on its
-    background colour. Raises ReferenceError, with a message for the user, on anything unusable."""
+    background colour. Raises ReferenceImageError, with a message for the user, on anything unusable."""
     path = Path(path)
     img, shown, fmt, digest = _decode(path, max_side, max_bytes)
     arr = np.asarray(img)
@@ -517,7 +517,7 @@ def prepare_reference_array(rgb: np.ndarray, size: int = 64) -> PreparedReferenc
     or (H, W, 4) with alpha. Training and evaluation use this, so they see what the engine does."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4) or rgb.dtype != np.uint8:
-        raise ReferenceError(
+        raise ReferenceImageError(
             f"A reference array must be (H, W, 3) uint8 RGB (or (H, W, 4) with alpha); got {rgb.shape} {rgb.dtype}."
         )
     rgb = np.ascontiguousarray(rgb)

@@ -1,0 +1,150 @@
+"""Personalized generation (Movie Gen PT2V): the reference picture's tokens beside the prompt's,
+two-scale guidance with the reference in the source's place. The reference as the model saw it
+is written beside the result, so the result keeps it whatever happens to the upload."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..cache import cache_key
+from ..denoise import EncodePrompt, Prepared
+from ..reference_image import MAX_BYTES as REFERENCE_MAX_BYTES
+from ..reference_image import PreparedReference, prepare_reference
+from ..requests import MAX_PROMPT_CHARS, RequestError, check_sampling
+from ..sampling import SCHEDULES
+from ..video_io import fit_clip, is_still_image, probe
+from .registry import Inspection, Job, Task, register
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+# Taking a reference from a clip: at most this many frames to pick from, this many pixels a side.
+TAKE_MAX_FRAMES, TAKE_MAX_SIDE = 256, 256
+
+
+@dataclass(frozen=True)
+class PersonalizeRequest:
+    """Movie Gen PT2V: a character from a reference image, doing what the prompt says."""
+
+    reference: str  # an image (PNG, JPEG, WebP) of the character alone on a plain background
+    prompt: str  # names it: "the character moving right on a green background" (or "it", "my character")
+    reference_name: str = ""  # the saved character's name, if it is one ("Stripey"); recorded only
+    seed: int = 0
+    steps: int = 24
+    guidance: float = 5.0  # follow the prompt (s_T)
+    reference_guidance: float = 2.0  # look like the reference (s_R)
+    frames: int = 32  # 1 = an image
+    size: int = 64
+    fps: float = 8.0
+    schedule: str = "linear-quadratic"
+    upscale: int = 0  # 2 or 4: upscale the result in the same job (both are kept); 0: no
+
+    task = "personalize"
+
+    def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
+        if not str(self.reference).strip():
+            raise RequestError(
+                "No reference image: upload a picture (PNG, JPEG or WebP) of your character alone on a plain"
+                " background, pick a saved character, or take a frame from a result."
+            )
+        if not self.prompt.strip():
+            raise RequestError(
+                "The prompt is empty. Say what the character does, e.g. 'the character moving right on a green"
+                " background'."
+            )
+        for name, value in (("prompt", self.prompt), ("reference name", self.reference_name)):
+            if len(value) > MAX_PROMPT_CHARS:
+                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        if not 1 <= self.frames <= max_frames:
+            raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
+        if not 0.0 <= self.reference_guidance <= 30.0:
+            raise RequestError(f"reference guidance must be between 0 and 30, got {self.reference_guidance}.")
+        check_sampling(self, size_multiple, max_size)
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+def load_reference(engine: Engine, path: str | Path) -> PreparedReference:
+    """A reference image as the personalization model will see it: the character found on its
+    plain background, centred at r = 0.3. Raises ReferenceImageError (a VideoInputError) with a
+    message for the user when it cannot be read."""
+    model = engine.models.personalizer
+    size = model.cfg.reference.size if model is not None else 64
+    # The upload limit holds here too (the reference's own limit when that is lower).
+    return prepare_reference(path, size, max_bytes=min(engine.limits.max_bytes, REFERENCE_MAX_BYTES))
+
+
+def inspect_reference(engine: Engine, path: str | Path) -> Inspection:
+    ref = load_reference(engine, path)
+    return Inspection(ref.image[None], 0.0, ref.summary, ref.digest)
+
+
+def take_frames(engine: Engine, path: str | Path) -> Inspection:
+    """A clip (or an image) to take a reference frame from: at most TAKE_MAX_FRAMES frames, spread
+    evenly over a long clip, at most TAKE_MAX_SIDE pixels a side."""
+    path = Path(path)
+    fps = None
+    if not (path.is_file() and is_still_image(path)):
+        head = probe(path, engine.limits)
+        seconds = head.get("video_duration") or head.get("duration") or 0.0
+        if seconds and head["fps"] and seconds * head["fps"] > TAKE_MAX_FRAMES:
+            fps = TAKE_MAX_FRAMES / seconds  # a long clip: frames evenly spread in time
+    got = fit_clip(path, TAKE_MAX_SIDE, fps, engine.limits)
+    return Inspection(got.frames[:TAKE_MAX_FRAMES], got.fps, got.summary, got.digest, got.info)
+
+
+def prepare_personalize(
+    req: PersonalizeRequest, engine: Engine, encode: EncodePrompt, reference: torch.Tensor
+) -> Prepared:
+    """Movie Gen PT2V: the reference's tokens (reference (1, 3, S, S) in [-1, 1]) join the prompt's
+    in the context. Two-scale guidance as in editing, the reference in the source's place:
+    v = v(none) + s_R (v(reference) - v(none)) + s_T (v(reference, prompt) - v(reference))."""
+    with_reference = engine.models.personalizer.with_reference
+    return Prepared(
+        shape=(1, *engine.models.tae.cfg.latent_shape(req.frames, req.size, req.size)),
+        cond=with_reference(encode(req.prompt), reference),
+        source=with_reference(encode(""), reference),
+        uncond=encode(""),
+        guidance=req.guidance,
+        source_guidance=req.reference_guidance,
+        times=SCHEDULES[req.schedule](req.steps),
+        seed=req.seed,
+        frames=req.frames,
+    )
+
+
+def personalize_job(engine: Engine, req: PersonalizeRequest) -> Job:
+    engine.models.require(
+        "personalizer", "has no personalization model (a 'personalize' folder); use a model folder that has one"
+    )
+    ref = load_reference(engine, req.reference)
+    image = torch.from_numpy(ref.image.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    image = image.to(engine.device)  # (1, 3, S, S)
+    encode = engine.prompt_encoder("personalizer")
+    # What the model sees decides the result (and its cache entry), not the file or its name: a
+    # result's own prepared reference reproduces it.
+    seen = hashlib.sha256(ref.image.tobytes()).hexdigest()
+    given = req.to_dict() | {"reference": seen, "reference_name": ""}
+    name = req.reference_name or Path(req.reference).name
+    ref_meta = {"name": name, "file": Path(req.reference).name, "sha256": ref.digest, "summary": ref.summary}
+    ref_meta["prepared_sha256"] = seen
+    return Job(
+        key=cache_key("personalize", engine.models.ids["personalizer"], engine.precision, given),
+        prepare=lambda: prepare_personalize(req, engine, encode, image),
+        model="personalizer",
+        frames=req.frames,
+        shape=(req.size, req.size),
+        steps=req.steps,
+        fps=req.fps,
+        meta={"reference": ref_meta},
+        sidecars={"reference": ref.image[None]},
+    )
+
+
+TASK = register(Task("personalize", PersonalizeRequest, personalize_job, inspect_reference))
