@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ from .requests import (
     Result,
 )
 from .results import check_out, write_error, write_result
+from .stream import stream_steps, until_cancelled
 from .tasks import TASKS, Inspection, Job, Request, UpscaleRequest, task_for
 from .tasks.edit import SourceScenes, reading_of
 from .tasks.personalize import take_frames
@@ -270,7 +271,9 @@ class Engine:
                     events.append(Preview(done, self.preview_frames(x1_hat, job.frames, job.shape)))
 
             # The loop runs as a generator of steps, so events reach the caller as they happen.
-            latents = yield from _stream(lambda cb: denoise(model, prep, self.device, cb, self.bf16), on_step, events)
+            latents = yield from stream_steps(
+                lambda cb: denoise(model, prep, self.device, cb, self.bf16), on_step, events
+            )
             if cancel.cancelled:
                 raise Cancelled
             decoded = decode(latents)
@@ -282,7 +285,7 @@ class Engine:
                     entry["frames"] = torch.from_numpy(frames)
                 self.cache.put(job.key, entry)
         if not isinstance(frames, np.ndarray):  # decoded as it is written: Stop still reaches it
-            frames = _until_cancelled(frames, cancel)
+            frames = until_cancelled(frames, cancel)
         meta = {"request": req.to_dict()} | job.meta
         meta |= {
             "model": self.models.ids[job.model],
@@ -302,65 +305,3 @@ class Engine:
         rgb = self.models.tae.preview(latents.float())[0]  # (3, t, h, w)
         rgb = F.interpolate(rgb[None], size=(rgb.shape[1], *shape), mode="nearest")[0]
         return to_frames(rgb)
-
-
-def _until_cancelled(parts: Iterable[np.ndarray], cancel: CancelToken) -> Iterator[np.ndarray]:
-    """The parts of a clip decoded as it is written, ending the job (Cancelled) once it is stopped:
-    what was written of it is removed (see _write)."""
-    for part in parts:
-        if cancel.cancelled:
-            raise Cancelled
-        yield part
-
-
-def _stream(run, on_step, events: list) -> Iterator[Event]:
-    """Run `run(callback)` on a worker thread, yielding the events each step appends.
-
-    The sampler stays an ordinary loop with a callback. Each step waits until the caller has
-    handled that step's events, so a cancel set while handling them stops the very next step.
-    """
-    from queue import Queue
-
-    q: Queue = Queue()
-    result: dict = {}
-    abandoned = threading.Event()  # the caller stopped listening (closed the generator)
-
-    def target() -> None:
-        def cb(step, total, x1_hat):
-            on_step(step, total, x1_hat)
-            while events:
-                q.put(events.pop(0))
-            q.join()  # back-pressure: wait for the consumer
-            if abandoned.is_set():
-                raise Cancelled
-
-        try:
-            with torch.no_grad():  # grad mode is per thread
-                result["latents"] = run(cb)
-        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
-            result["error"] = e
-        q.put(None)
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    finished = False
-    try:
-        while (item := q.get()) is not None:
-            try:
-                yield item
-            finally:
-                q.task_done()
-        q.task_done()
-        finished = True
-    finally:
-        if not finished:  # drain, so the worker wakes up, sees `abandoned` and stops
-            abandoned.set()
-            while True:
-                item = q.get()
-                q.task_done()
-                if item is None:
-                    break
-        th.join()
-    if "error" in result:
-        raise result["error"]
-    return result["latents"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 from PIL import Image
 
+from .atomic import write_atomic
 from .video_io import read_metadata
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ def sweep(folder: str | Path, min_age: float = 60.0) -> dict[str, int]:
                     continue
                 meta = _stored_metadata(path)
                 if "request" in meta:
-                    tmp = side.with_name(side.name + ".part")
-                    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-                    os.replace(tmp, side)
+                    write_atomic(side, (json.dumps(meta, indent=2) + "\n").encode())
                     restored += 1
         except (OSError, ValueError) as e:  # one unreadable file must not stop the sweep
             log.warning("outputs sweep: skipped %s (%s)", path.name, e)
