@@ -4,8 +4,9 @@ request yields. Each task's request type lives in its own module under engine/ta
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,6 +22,25 @@ class RequestError(ValueError):
 
 class Cancelled(Exception):
     pass
+
+
+class TaskRequest:
+    """What every request type shares: the name of its task (a class attribute, `task = "t2v"`) and
+    its record (what results store and cache keys hash)."""
+
+    task: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return {"task": self.task} | asdict(self)
+
+
+def check_text(name: str, value: str, empty: str | None = None) -> None:
+    """A prompt-like field: at most MAX_PROMPT_CHARS; `empty` is what to say when it is blank (None:
+    it may be)."""
+    if empty is not None and not value.strip():
+        raise RequestError(empty)
+    if len(value) > MAX_PROMPT_CHARS:
+        raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
 
 
 def check_sampling(req, size_multiple: int, max_size: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ import torch
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
-from ..requests import MAX_PROMPT_CHARS, RequestError, check_sampling
+from ..requests import MAX_PROMPT_CHARS, RequestError, TaskRequest, check_sampling
 from ..sampling import SCHEDULES
 from ..video_io import NormalizedClip
 from ..world.analyse import source_scene
@@ -41,7 +41,7 @@ NO_SOURCE = "No source video: upload a clip (MP4, MOV, WebM, MKV, AVI, GIF) or a
 
 
 @dataclass(frozen=True)
-class EditRequest:
+class EditRequest(TaskRequest):
     video: str  # the source: any upload (video or image); normalised to the model's size and rate
     instruction: str = ""  # what to change
     edit_task: str = "auto"  # the task embedding: read from the instruction, or one of EDIT_TASKS
@@ -73,9 +73,6 @@ class EditRequest:
         if not 0.0 <= self.source_guidance <= 30.0:
             raise RequestError(f"source guidance must be between 0 and 30, got {self.source_guidance}.")
         check_sampling(self, size_multiple, max_size)
-
-    def to_dict(self) -> dict:
-        return {"task": self.task} | asdict(self)
 
 
 class SourceScenes:

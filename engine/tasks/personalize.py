@@ -5,7 +5,7 @@ is written beside the result, so the result keeps it whatever happens to the upl
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..reference_image import MAX_BYTES as REFERENCE_MAX_BYTES
 from ..reference_image import PreparedReference, prepare_reference
-from ..requests import MAX_PROMPT_CHARS, RequestError, check_sampling
+from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
 from ..video_io import fit_clip, is_still_image, probe
 from .registry import Inspection, Job, Task, register
@@ -28,7 +28,7 @@ TAKE_MAX_FRAMES, TAKE_MAX_SIDE = 256, 256
 
 
 @dataclass(frozen=True)
-class PersonalizeRequest:
+class PersonalizeRequest(TaskRequest):
     """Movie Gen PT2V: a character from a reference image, doing what the prompt says."""
 
     reference: str  # an image (PNG, JPEG, WebP) of the character alone on a plain background
@@ -52,22 +52,16 @@ class PersonalizeRequest:
                 "No reference image: upload a picture (PNG, JPEG or WebP) of your character alone on a plain"
                 " background, pick a saved character, or take a frame from a result."
             )
-        if not self.prompt.strip():
-            raise RequestError(
-                "The prompt is empty. Say what the character does, e.g. 'the character moving right on a green"
-                " background'."
-            )
-        for name, value in (("prompt", self.prompt), ("reference name", self.reference_name)):
-            if len(value) > MAX_PROMPT_CHARS:
-                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        empty = (
+            "The prompt is empty. Say what the character does, e.g. 'the character moving right on a green background'."
+        )
+        check_text("prompt", self.prompt, empty)
+        check_text("reference name", self.reference_name)
         if not 1 <= self.frames <= max_frames:
             raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
         if not 0.0 <= self.reference_guidance <= 30.0:
             raise RequestError(f"reference guidance must be between 0 and 30, got {self.reference_guidance}.")
         check_sampling(self, size_multiple, max_size)
-
-    def to_dict(self) -> dict:
-        return {"task": self.task} | asdict(self)
 
 
 def load_reference(engine: Engine, path: str | Path) -> PreparedReference:

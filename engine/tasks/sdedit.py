@@ -3,13 +3,13 @@ way to noise, then denoised by the plain T2V generator with a prompt that descri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
-from ..requests import MAX_PROMPT_CHARS, RequestError, check_sampling
+from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES, sdedit_times
 from .edit import NO_SOURCE, Source, inspect_source, read_source
 from .registry import Job, Task, register
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class SDEditRequest:
+class SDEditRequest(TaskRequest):
     video: str  # the source: any upload (video or image); normalised to the model's size and rate
     prompt: str  # the result described, as a T2V prompt
     seed: int = 0
@@ -35,21 +35,15 @@ class SDEditRequest:
     task = "sdedit"
 
     def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
-        if not self.prompt.strip():
-            raise RequestError(
-                "The prompt is empty. Say what the result should be, e.g. 'a blue star moving left on a white"
-                " background'."
-            )
-        if len(self.prompt) > MAX_PROMPT_CHARS:
-            raise RequestError(f"The prompt is {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        empty = (
+            "The prompt is empty. Say what the result should be, e.g. 'a blue star moving left on a white background'."
+        )
+        check_text("prompt", self.prompt, empty)
         if not str(self.video).strip():
             raise RequestError(NO_SOURCE)
         if not 0.0 < self.strength <= 1.0:
             raise RequestError(f"strength must be above 0 and at most 1, got {self.strength}.")
         check_sampling(self, size_multiple, max_size)
-
-    def to_dict(self) -> dict:
-        return {"task": self.task} | asdict(self)
 
 
 def prepare_sdedit(req: SDEditRequest, src: Source, prompt: str, encode: EncodePrompt) -> Prepared:

@@ -3,22 +3,24 @@ canonical form when there is one, denoised from noise by the T2V generator."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..models.tae import TAE
-from ..requests import MAX_PROMPT_CHARS, RequestError, check_sampling
+from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
 from .registry import Job, Task, register
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
+EMPTY_PROMPT = "The prompt is empty. Describe the clip, e.g. 'a red circle moving left on a blue background'."
+
 
 @dataclass(frozen=True)
-class T2VRequest:
+class T2VRequest(TaskRequest):
     prompt: str
     negative_prompt: str = ""
     seed: int = 0
@@ -34,19 +36,11 @@ class T2VRequest:
     task = "t2v"
 
     def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
-        if not self.prompt.strip():
-            raise RequestError(
-                "The prompt is empty. Describe the clip, e.g. 'a red circle moving left on a blue background'."
-            )
-        for name, value in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
-            if len(value) > MAX_PROMPT_CHARS:
-                raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
+        check_text("prompt", self.prompt, EMPTY_PROMPT)
+        check_text("negative prompt", self.negative_prompt)
         if not 1 <= self.frames <= max_frames:
             raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
         check_sampling(self, size_multiple, max_size)
-
-    def to_dict(self) -> dict:
-        return {"task": self.task} | asdict(self)
 
 
 def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepared:

@@ -10,7 +10,7 @@ bounds a job is time (UPSCALE_MAX_OUTPUT).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ import torch
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..models.upsampler import encode_tiled
-from ..requests import UPSCALE_FACTORS, RequestError
+from ..requests import UPSCALE_FACTORS, RequestError, TaskRequest
 from ..sampling import SCHEDULES
 from ..upscale_data import EnlargedClip
 from ..video_io import NormalizedClip, fit_clip, is_still_image, probe
@@ -46,7 +46,7 @@ NO_UPSAMPLER = (
 
 
 @dataclass(frozen=True)
-class UpscaleRequest:
+class UpscaleRequest(TaskRequest):
     video: str  # any upload (video or image) or a result; kept at its own shape and frame rate
     scale: int = 4
     seed: int = 0
@@ -67,9 +67,6 @@ class UpscaleRequest:
             raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
         if not 0 <= self.seed < 2**63:
             raise RequestError(f"seed must be between 0 and 2^63 - 1, got {self.seed}.")
-
-    def to_dict(self) -> dict:
-        return {"task": self.task} | asdict(self)
 
 
 def check_size(engine: Engine, path: str | Path) -> None:
