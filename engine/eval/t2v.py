@@ -237,7 +237,7 @@ def evaluate_t2v(engine, items: list[EvalItem], base: T2VRequest | None = None, 
     truth = []  # the same prompts' true clips, read by the analyser: the most any model can score
     # ... and after an autoencoder round trip: the most this engine's latent space lets any
     # generator score (a generator that made perfect latents could do no better).
-    tae = getattr(engine, "tae", None)
+    tae = getattr(getattr(engine, "models", None), "tae", None)  # an engine without a TAE: no ceiling
     ceiling = {"shape": [], "satisfied": [], 1: [], 2: []}
     read = []  # the prompt rewriter read the prompt exactly (when the engine rewrites)
     rewrite = getattr(engine, "rewrite", lambda req: None)
