@@ -1,6 +1,6 @@
 """A character's reference image, prepared the way the personalization model expects it.
 
-WORLD.md (Characters): a reference shows the character alone, centred, at half box side
+docs/world.md (Characters): a reference shows the character alone, centred, at half box side
 r = 0.3 of the image side, on a plain background of a palette colour. Users upload a PNG, JPEG or
 WebP of any size, or a frame of a video. `prepare_reference` finds the character on its plain
 background, crops it and scales it so that its box's half side is 0.3 of the output side, centred

@@ -1,4 +1,4 @@
-"""Flow matching (SYSTEM.md section 3): the path, training times, schedules and the Euler solver.
+"""Flow matching (docs/system.md section 3): the path, training times, schedules and the Euler solver.
 
 Pure functions. Time runs from t = 0 (noise) to t = 1 (data).
 """
@@ -49,7 +49,7 @@ def linear_quadratic_schedule(steps: int, linear_steps: int | None = None, n_lin
     q = s - L
     i = torch.arange(s + 1, dtype=torch.float64)
     j = (i - L).clamp_min(0)
-    # g(j) = L/N + j/N + alpha j^2 for i >= L; alpha sets g(Q) = 1 (same as SYSTEM.md's a, b, c).
+    # g(j) = L/N + j/N + alpha j^2 for i >= L; alpha sets g(Q) = 1 (same as docs/system.md's a, b, c).
     alpha = (1 - s / N) / q**2
     f = torch.where(i < L, i / N, L / N + j / N + alpha * j * j)
     return f.float()
@@ -93,7 +93,7 @@ def two_scale_velocity(
     text_guidance: float,
     source_guidance: float,
 ) -> Velocity:
-    """InstructPix2Pix's two-scale guidance (SYSTEM.md section 5), the three terms in one batch:
+    """InstructPix2Pix's two-scale guidance (docs/system.md section 5), the three terms in one batch:
     v = v(none) + s_I (v(source) - v(none)) + s_T (v(source, instruction) - v(source)).
 
     full / source / none are the model's keyword arguments with the source and the instruction,
@@ -120,7 +120,7 @@ def windowed(
     are cut the same way; the rest (context, task) are shared by every window. Same signature as
     the model.
 
-    An int window tiles time only, joined with SYSTEM.md's linear blend (`blend_tiles`). A tuple
+    An int window tiles time only, joined with docs/system.md's linear blend (`blend_tiles`). A tuple
     tiles the trailing axes it names, e.g. (t, h, w) in latent positions for the upsampler, joined
     by `blend_nd`'s normalised average so a spatial grid has no seams; an int overlap with a tuple
     window is the same overlap on every axis, and an axis shorter than its window is not cut.

@@ -1,8 +1,8 @@
 """Tiles: where they start, and how overlapping tiles are blended back into one.
 
-The TAE encodes and decodes long clips in tiles along time (SYSTEM.md section 1) and joins them
-with `blend_tiles`, the exact linear formula of SYSTEM.md. The denoiser runs large or long clips
-in windows over time and space (MultiDiffusion, SYSTEM.md section 6) and joins them with
+The TAE encodes and decodes long clips in tiles along time (docs/system.md section 1) and joins them
+with `blend_tiles`, the exact linear formula of docs/system.md. The denoiser runs large or long clips
+in windows over time and space (MultiDiffusion, docs/system.md section 6) and joins them with
 `blend_nd`, a normalised weighted average that agrees with `blend_tiles` where at most two tiles
 overlap on each axis and reduces to MultiDiffusion's plain average wherever the ramps are flat.
 """
@@ -18,7 +18,7 @@ Span = tuple[int, int]  # (start, size) of one tile along one axis
 
 
 def blend_weights(n: int) -> torch.Tensor:
-    """Weights w_j = j / N of the incoming tile over N overlapping frames (SYSTEM.md section 1)."""
+    """Weights w_j = j / N of the incoming tile over N overlapping frames (docs/system.md section 1)."""
     return torch.arange(1, n + 1, dtype=torch.float32) / (n + 1)
 
 
@@ -78,7 +78,7 @@ def ramp_weight(start: int, size: int, total: int, overlap: int | tuple[int, int
     """Weights (size,) of one tile along one axis.
 
     They rise linearly over the overlap at an edge that has a neighbour, as j / (N + 1) for
-    j = 1..N (SYSTEM.md's w_j), so two tiles overlapping by N cross-fade with weights that already
+    j = 1..N (docs/system.md's w_j), so two tiles overlapping by N cross-fade with weights that already
     sum to one. At the clip's border there is no neighbour to fade into, so the weight stays 1 there
     (a ramp would only be divided out again, but a border covered by a single tile must not depend on
     it). Strictly positive everywhere, so normalising never divides by zero inside a tile. `overlap`

@@ -1,4 +1,4 @@
-"""Training and evaluation inputs for the 4x video upsampler (SYSTEM.md section 6, WORLD.md "Upscaling").
+"""Training and evaluation inputs for the 4x video upsampler (docs/system.md section 6, docs/world.md "Upscaling").
 
 Two halves:
 

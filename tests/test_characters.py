@@ -1,4 +1,4 @@
-"""Characters as WORLD.md describes them (Characters): the pattern's period and anchoring, the
+"""Characters as docs/world.md describes them (Characters): the pattern's period and anchoring, the
 size a character is drawn at, the held-out colour pairs and the prompts that name it."""
 
 import re

@@ -1,5 +1,5 @@
 """engine.reference_image: a character's reference prepared the way the personalization model expects it
-(WORLD.md, Characters): found on its plain background, centred, half box side r = 0.3, on its
+(docs/world.md, Characters): found on its plain background, centred, half box side r = 0.3, on its
 background colour; anything unusable refused with a message that names the problem."""
 
 import hashlib

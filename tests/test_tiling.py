@@ -83,7 +83,7 @@ def test_streamed_pieces_match_the_list():
 
 
 def test_blend_nd_agrees_with_blend_tiles_along_time():
-    # SYSTEM.md's linear blend and the normalised average are the same where two tiles overlap,
+    # docs/system.md's linear blend and the normalised average are the same where two tiles overlap,
     # including the last tile pulled back to the border (overlap 4 instead of 2 at total 12). Where
     # three tiles meet (overlap >= tile / 2 at a pulled-back end) blend_tiles is sequential and
     # blend_nd an average, so they differ there by design.

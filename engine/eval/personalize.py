@@ -3,7 +3,7 @@ scale).
 
 - The analyser first: how often it reads characters right on the rendered truth (shape, both
   colours, pattern kind; motion, background), since every figure below is read by it.
-- Held-out characters (WORLD.md's held-out colour pairs, never trained on) with free-phrased
+- Held-out characters (docs/world.md's held-out colour pairs, never trained on) with free-phrased
   prompts ("it is sliding left over a teal backdrop"). References are drawn at several sizes and
   places, on canvases of several sizes and on backgrounds other than the clip's, saved as PNG or
   JPEG files and given to the engine as uploads are. Per clip: identity (shape, both colours and

@@ -68,7 +68,7 @@ def readable_after_roundtrip(tae: TAE, clips: np.ndarray, scenes: list) -> dict:
 
 @torch.no_grad()
 def characters_after_roundtrip(tae: TAE, n: int, seed: int = 4242) -> dict:
-    """Clips of held-out characters (WORLD.md) through the autoencoder: PSNR, and how often the
+    """Clips of held-out characters (docs/world.md) through the autoencoder: PSNR, and how often the
     analyser still reads the character (shape, both colours, pattern kind) and the pattern alone."""
     from ..world.character_analyse import analyse_character, score_character
     from ..world.characters import sample_character, sample_character_scene

@@ -1,4 +1,4 @@
-"""The vision encoder of personalized generation (SYSTEM.md section 4, Movie Gen PT2V at our scale).
+"""The vision encoder of personalized generation (docs/system.md section 4, Movie Gen PT2V at our scale).
 
 A reference image (the character alone, centred, r = 0.3, as engine/reference.py prepares it) is cut
 into pixel patches, embedded, and read by a small transformer; its tokens are projected by

@@ -65,7 +65,7 @@ def read_slots(probs: list[torch.Tensor]) -> tuple[list[int], float]:
     """Each slot's class from per-slot probabilities (classes,), and how sure the reading is (the
     least sure slot's top probability).
 
-    Every colour in a scene is distinct (WORLD.md), so the background and object colours are
+    Every colour in a scene is distinct (docs/world.md), so the background and object colours are
     read together: the surest of them first, each of the others taking its best colour not yet
     taken. "a circle moving left on blue" names no colour for the circle; it becomes the likeliest
     colour other than blue, never a blue circle on blue. An object without a colour or a shape is

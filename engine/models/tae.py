@@ -1,4 +1,4 @@
-"""Temporal autoencoder (SYSTEM.md section 1): an image autoencoder inflated to 2.5D.
+"""Temporal autoencoder (docs/system.md section 1): an image autoencoder inflated to 2.5D.
 
 Every 2D spatial conv is followed by a 1D temporal conv (replicate padding, identity at init, so
 the untrained inflation behaves like the per-frame image model); the lowest resolution has spatial
@@ -48,7 +48,7 @@ class TAEConfig:
 
 
 class TemporalConv(nn.Module):
-    """1D conv along time with replicate padding; identity at init (SYSTEM.md: inflation)."""
+    """1D conv along time with replicate padding; identity at init (docs/system.md: inflation)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, identity: bool = True):
         super().__init__()
@@ -261,7 +261,7 @@ class TAE(nn.Module):
 
 
 def outlier_penalty(z: torch.Tensor, r: float = 3.0) -> torch.Tensor:
-    """L_OPL: mean over positions of max(||z_i - mean|| - r ||std||, 0) (SYSTEM.md section 1).
+    """L_OPL: mean over positions of max(||z_i - mean|| - r ||std||, 0) (docs/system.md section 1).
 
     Statistics are taken over every position of the batch: a world clip is mostly flat
     background, so per-clip statistics would call every small object an outlier.

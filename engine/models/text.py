@@ -1,4 +1,4 @@
-"""Text encoders (SYSTEM.md section 2): several encoders, each projected by Linear + LayerNorm
+"""Text encoders (docs/system.md section 2): several encoders, each projected by Linear + LayerNorm
 to the backbone's width and concatenated along the sequence.
 
 Built in, needing no download: a small word-level transformer. Words are lower-cased and hashed

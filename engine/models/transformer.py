@@ -1,4 +1,4 @@
-"""The flow-matching transformer (SYSTEM.md section 2), Movie Gen's Llama-3-style backbone.
+"""The flow-matching transformer (docs/system.md section 2), Movie Gen's Llama-3-style backbone.
 
 Latents (B, C, T, h, w) are patchified by a 1x2x2 3D conv into tokens; learned factorised t/h/w
 position tables are summed and added at the input of every layer. Each block: RMSNorm ->

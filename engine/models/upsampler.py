@@ -1,4 +1,4 @@
-"""The spatial upsampler's decoder (SYSTEM.md section 6, at our scale).
+"""The spatial upsampler's decoder (docs/system.md section 6, at our scale).
 
 Movie Gen's upsampler enlarges the clip in pixel space, encodes it, denoises latents of the larger
 clip with the flow-matching transformer (the same `Generator` class, the enlarged clip's latents on

@@ -1,4 +1,4 @@
-"""Captions: the canonical form of WORLD.md and free phrasings like the ones people type, plus
+"""Captions: the canonical form of docs/world.md and free phrasings like the ones people type, plus
 the parse labels (what each caption says) that pre-train the built-in text encoder.
 """
 

@@ -1,4 +1,4 @@
-"""Read a character clip (WORLD.md, Characters) back into the world's terms: background, shape,
+"""Read a character clip (docs/world.md, Characters) back into the world's terms: background, shape,
 the character's two colours, its pattern kind and its motion.
 
 The background is the most common palette colour. The character's colours are the pair of
@@ -329,7 +329,7 @@ def analyser_accuracy(
     """Share of n random rendered truths read right, per field and for identity / prompt / both.
 
     kind "clip": 64x64, `frames` frames (32: the base clip), random character (held-out ones by
-    default), motion and background, as WORLD.md draws them, rendered clean (no JPEG or H.264);
+    default), motion and background, as docs/world.md draws them, rendered clean (no JPEG or H.264);
     "image": one frame of a still character (r = 0.21); "reference": the character's reference
     image (r = 0.3, centred)."""
     assert kind in ("clip", "image", "reference"), kind

@@ -1,4 +1,4 @@
-"""Characters for personalized generation (WORLD.md, Characters): one of the four shapes filled
+"""Characters for personalized generation (docs/world.md, Characters): one of the four shapes filled
 with a two-colour pattern, drawn 1.5 times a plain object's size, named in prompts as "the
 character" ("it", "my character"). Characters whose two colours are a held-out pair are never
 trained on; personalization is measured on them.
@@ -15,7 +15,7 @@ from .palette import COLOR_NAMES, COLOR_WORDS, MOTION_WORDS, MOTIONS, PATTERNS, 
 from .render import render_reference
 from .scene import Pattern, Scene, ShapeObject
 
-# WORLD.md's held-out colour pairs, in either order.
+# docs/world.md's held-out colour pairs, in either order.
 HELD_OUT_PAIRS: frozenset[frozenset[str]] = frozenset(
     frozenset(p)
     for p in (
@@ -30,7 +30,7 @@ HELD_OUT_PAIRS: frozenset[frozenset[str]] = frozenset(
     )
 )
 REFERENCE_R = 0.3  # a reference shows the character alone, centred, at this half side
-# What the prompt calls the character (WORLD.md); the engine reads all three as the reference.
+# What the prompt calls the character (docs/world.md); the engine reads all three as the reference.
 CHARACTER_NAMES = ("the character", "it", "my character")
 PATTERN_WORDS: dict[str, str] = {
     "hstripes": "horizontally striped",
@@ -71,7 +71,7 @@ class Character:
         return Scene(background, (self.object(motion, x, y),))
 
     def reference(self, background: str, size: int = 64) -> np.ndarray:
-        """The reference image WORLD.md describes: alone, centred, r = 0.3, plain background."""
+        """The reference image docs/world.md describes: alone, centred, r = 0.3, plain background."""
         return render_reference(self.object(), background, size)
 
 

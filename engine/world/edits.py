@@ -1,4 +1,4 @@
-"""Edit pairs (WORLD.md, instruction editing): a source scene, one of six edits, the exact target
+"""Edit pairs (docs/world.md, instruction editing): a source scene, one of six edits, the exact target
 scene, and the instruction, in its canonical form and in the free phrasings people type.
 
 Everything the instruction does not name stays as it was, frame by frame: edits derive the target
@@ -202,7 +202,7 @@ def _free_new(rng: np.random.Generator, obj: ShapeObject, image: bool) -> str:
 
 
 def free_instruction(rng: np.random.Generator, pair: EditPair, image: bool = False, typos: float = 0.15) -> str:
-    """One of the ways people type the pair's instruction (WORLD.md: other verbs, articles, case,
+    """One of the ways people type the pair's instruction (docs/world.md: other verbs, articles, case,
     commas, a colour or a shape alone to name an unambiguous object, typos)."""
     scene, edit = pair.source, pair.edit
     task = edit.task

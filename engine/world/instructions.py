@@ -1,4 +1,4 @@
-"""The instruction reader: what an edit instruction, typed freely, asks for (WORLD.md, "Edit
+"""The instruction reader: what an edit instruction, typed freely, asks for (docs/world.md, "Edit
 instructions"), and the canonical instruction the edit model is given for it.
 
 Rule-based on purpose: the phrasings are a small closed grammar (a task verb, the object it acts on,

@@ -1,6 +1,6 @@
 """The shapes world's vocabulary: palette, shapes, motions and the words people type for them.
 
-Everything here follows ../shared/WORLD.md; the order of each tuple is the class index used by
+Everything here follows docs/world.md; the order of each tuple is the class index used by
 the text encoder's parse head and by the analyser, so append, never reorder.
 """
 

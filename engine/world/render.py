@@ -1,4 +1,4 @@
-"""Render a scene to frames, anti-aliased by rendering at 4x and box-filtering down (WORLD.md)."""
+"""Render a scene to frames, anti-aliased by rendering at 4x and box-filtering down (docs/world.md)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def render_reference(
     obj: ShapeObject, background: str, size: int = 64, cx: float = 0.5, cy: float = 0.5, r: float = 0.3
 ) -> np.ndarray:
     """A character's reference image (R, R, 3): alone on a plain background; by default centred
-    at r = 0.3, as WORLD.md describes (other places and sizes: what users upload)."""
+    at r = 0.3, as docs/world.md describes (other places and sizes: what users upload)."""
     canvas = np.broadcast_to(np.array(COLORS[background], np.float32), (size, size, 3)).copy()
     _draw_object(canvas, obj, cx, cy, r)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)

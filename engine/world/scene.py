@@ -16,7 +16,7 @@ from .palette import COLOR_NAMES, DIRECTIONS, MOTIONS, PATTERNS, SHAPES
 DEFAULT_SIZE = 0.14
 GROW_RANGE = (0.08, 0.22)  # r at the first and last frame of a growing clip
 TRAVEL = 0.5  # how far a moving centre travels over the clip
-CHARACTER_SCALE = 1.5  # characters are drawn 1.5 times a plain object's size (WORLD.md): r = 0.21
+CHARACTER_SCALE = 1.5  # characters are drawn 1.5 times a plain object's size (docs/world.md): r = 0.21
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Pattern:
 
     kind: str  # one of PATTERNS
     color2: str
-    period: float = 0.5  # in units of the object's size r (WORLD.md: about r/2)
+    period: float = 0.5  # in units of the object's size r (docs/world.md: about r/2)
 
     def __post_init__(self) -> None:
         assert self.kind in PATTERNS, f"unknown pattern {self.kind!r}"
