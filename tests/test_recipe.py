@@ -1,10 +1,12 @@
 """The one training command: every stage on the tiny preset, then the engine runs what it saved."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from engine.engine import Engine
@@ -31,7 +33,8 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
     assert engine.models.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
-    assert engine.models.personalizer is not None and engine.models.personalizer.cfg.reference is not None  # chartae + pt2v ran
+    personalizer = engine.models.personalizer
+    assert personalizer is not None and personalizer.cfg.reference is not None  # the pt2v stage ran
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -81,11 +84,73 @@ def test_a_stretched_run_follows_its_first_schedule_then_the_longer_one():
     """A run planned for 2000 steps and resumed to 4000 (the shipped PT2V model): its rate is the
     2000-step cosine up to step 2000 (down to the floor), then the 4000-step one from there, so one
     command with the same seed retraces it; unplanned, one cosine over all the steps."""
-    from engine.train.common import cosine_lr
-    from engine.train.flow_loop import FlowLoop, stretched_lr
+    from engine.train.common import LoopConfig, cosine_lr, stretched_lr
 
-    loop = FlowLoop("pt2v", 4000, 3e-4, 50, 0.995, 13, 100, planned=2000)
+    loop = LoopConfig("pt2v", 4000, 3e-4, 50, 0.995, 13, 100, planned=2000)
     assert stretched_lr(1999, loop) == cosine_lr(1999, 2000, 3e-4, 50) < 0.06 * 3e-4
     assert stretched_lr(2000, loop) == cosine_lr(2000, 4000, 3e-4, 50) > 0.4 * 3e-4
-    plain = FlowLoop("pt2v", 4000, 3e-4, 50, 0.995, 13, 100)
+    plain = LoopConfig("pt2v", 4000, 3e-4, 50, 0.995, 13, 100)
     assert [stretched_lr(s, plain) for s in (0, 1999, 3999)] == [cosine_lr(s, 4000, 3e-4, 50) for s in (0, 1999, 3999)]
+
+
+class _Killed(BaseException):
+    """What a kill does to a run: it stops wherever it is (not an Exception: nothing catches it)."""
+
+
+def test_a_killed_t2v_stage_goes_on_from_its_last_state_to_the_unbroken_runs_weights(tmp_path, monkeypatch, capsys):
+    """The T2V stage is killed inside its 4th step (the tiny preset saves its state every 2 steps)
+    and the same command is given again: it goes on from step 2, on the data it cached, without
+    training the word encoder again, and ends at the weights of a run never stopped (same seed)."""
+    from safetensors.torch import load_file
+
+    import engine.train.common as common
+
+    base = train("tiny", tmp_path / "base", device="cpu", stages=("tae",))
+    unbroken, broken = shutil.copytree(base, tmp_path / "unbroken"), shutil.copytree(base, tmp_path / "broken")
+    train("tiny", unbroken, device="cpu", stages=("t2v",))
+
+    real, updates = common.optimizer_step, []
+
+    def killed_in_the_4th_step(*args):
+        updates.append(1)
+        if len(updates) == 4:
+            raise _Killed
+        real(*args)
+
+    monkeypatch.setattr(common, "optimizer_step", killed_in_the_4th_step)
+    with pytest.raises(_Killed):
+        train("tiny", broken, device="cpu", stages=("t2v",))
+    monkeypatch.undo()
+    state = broken / "t2v-run" / "resume"
+    assert json.loads((state / "state.json").read_text())["step"] == 2 and not (broken / "t2v").exists()
+    capsys.readouterr()
+
+    train("tiny", broken, device="cpu", stages=("t2v",))
+    log = capsys.readouterr().out
+    assert "[t2v] resumed at step 2" in log and "[text]" not in log  # the word encoder is in the state
+    assert "[t2v] step 6/6" in log and "step 2/6" not in log  # the steps after 2, not those before
+    a, b = load_file(str(unbroken / "t2v" / "model.safetensors")), load_file(str(broken / "t2v" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = [json.loads((d / "t2v" / "config.json").read_text()) for d in (unbroken, broken)]
+    assert meta[0]["text_parse_accuracy"] == meta[1]["text_parse_accuracy"]
+    # The resume state too (weights, EMA, optimiser moments), not only the saved EMA.
+    sa, sb = (load_file(str(d / "t2v-run" / "resume" / "state.safetensors")) for d in (unbroken, broken))
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_stages_are_one_table_selected_by_name():
+    """--stages picks rows of recipe.STAGES by name; they run in the table's order, a preset without
+    a stage skips it, and a name not in the table is refused with the names that are."""
+    from engine.train.recipe import DEFAULT_STAGES, PRESETS, STAGE_NAMES, STAGES
+
+    assert STAGE_NAMES == (
+        "tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale", "chartae", "pt2v"
+    )  # fmt: skip
+    assert DEFAULT_STAGES == tuple(n for n in STAGE_NAMES if n != "chartae")
+    assert all(s.has(PRESETS["tiny"]) and s.has(PRESETS["shapes-v2"]) for s in STAGES)
+    v1 = [s.name for s in STAGES if s.has(PRESETS["shapes-v1"])]
+    assert v1 == ["tae", "t2v", "decoder"]  # the CPU preset: T2V only
+    with pytest.raises(ValueError, match="choose from tae, t2v, refine"):
+        train("tiny", "unused", device="cpu", stages=("t2v", "polish"))
+    r = subprocess.run([sys.executable, "-m", "engine", "train", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "--stages" in r.stdout

@@ -26,7 +26,7 @@ from ..models.tae import TAE
 from ..world.characters import sample_character, sample_character_scene
 from ..world.data import render_many
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng
+from .common import LoopConfig, Runtime, begin
 from .tae_stage import edge_loss, evaluate_psnr, psnr
 
 
@@ -70,20 +70,18 @@ def windows(rng: np.random.Generator, pool: np.ndarray, idx: np.ndarray, frames:
 
 def train_character_tae(tcfg: CharacterTAETrainConfig, tae: TAE, out: Path, rt: Runtime, run: Path) -> TAE:
     """Go on training `tae` with characters; saves to `out` (config unchanged) and returns it."""
-    model = tae.to(rt.device).train().requires_grad_(True)
-    old = copy.deepcopy(model).eval().requires_grad_(False)  # the anchor: the shipped encoder
-    ema = copy.deepcopy(model).eval().requires_grad_(False)  # kept only for the resume format
+    tae = tae.to(rt.device)
+    old = copy.deepcopy(tae).eval().requires_grad_(False)  # the anchor: the shipped encoder
+    # No EMA (decay 0): the weights themselves are the result; the saved state's EMA slot holds
+    # a copy of them, for the one resume format.
+    loop = LoopConfig("chartae", tcfg.steps, tcfg.lr, 20, 0.0, tcfg.seed, tcfg.checkpoint_every)
+    tr = begin(loop, rt, run, lambda: tae.train().requires_grad_(True))
+    model = tr.model
     pool, is_char = build_pool(tcfg, np.random.default_rng([tcfg.seed, rt.rank]), rt.workers)
     held_rng = np.random.default_rng(12345)
     held = render_many([sample_character_scene(held_rng, sample_character(held_rng, True)) for _ in range(8)], 64, 32)
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = resume(run / "resume", model, ema, opt, rt, "chartae")
-    gen = torch.Generator()
-    log = Logger(rt, "chartae", tcfg.steps, every=25)
-    for step in range(start, tcfg.steps):
-        rng = step_rng(tcfg.seed, step, rt.rank, gen)
-        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=20))
+    for step in range(tr.start, tcfg.steps):
+        rng = tr.begin_step(step)
         image = step % tcfg.image_every == tcfg.image_every - 1
         n = tcfg.image_batch if image else tcfg.batch
         idx = rng.integers(len(pool), size=n)
@@ -101,11 +99,11 @@ def train_character_tae(tcfg: CharacterTAETrainConfig, tae: TAE, out: Path, rt: 
                 z_old = old.encode_raw(x[plain.to(rt.device)]).float()
             anchor = F.mse_loss(z[plain.to(rt.device)], z_old)
             loss = loss + tcfg.anchor_weight * anchor
-        optimizer_step(opt, params, loss, rt)
-        log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), anchor=anchor.item())
-        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
-            ema.load_state_dict(model.state_dict())
-            save_state(run / "resume", step + 1, model, ema, opt)
+        tr.update(step, loss)
+        tr.log.log(step, rec=rec.item(), psnr=psnr(y.detach(), x), anchor=anchor.item())
+        if tr.due(step):
+            tr.ema.load_state_dict(model.state_dict())
+            tr.save(step)
             model.eval()
             print(f"[chartae] held-out character PSNR {evaluate_psnr(model, held, rt.device):.2f} dB", flush=True)
             save_component(run / f"tae-step{step + 1}", "tae", model.cfg, model, {"character_steps": step + 1})

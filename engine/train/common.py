@@ -1,4 +1,6 @@
-"""What every training stage shares: seeding, one process or many (torchrun + DDP), logging.
+"""What every training stage shares: seeding, one process or many (torchrun + DDP), logging, and
+the start of a resumable stage (`begin`: model, EMA, optimiser, saved state, logger) with its data
+made once and cached (`cached`).
 
 Run a stage alone on the CPU, or unchanged under `torchrun --nproc-per-node N`: the launcher's
 environment variables switch on data parallelism (NCCL on GPUs, Gloo on CPUs): every rank starts
@@ -7,13 +9,16 @@ from the same weights, draws different data, and averages gradients; rank 0 logs
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -186,10 +191,15 @@ def save_state(
     fj.write_text(json.dumps({"step": step, "opt_steps": steps}))
 
 
+def has_state(folder: Path) -> bool:
+    """Whether `folder` holds a saved state to go on from."""
+    return all(f.is_file() for f in _state_paths(folder))
+
+
 def load_state(folder: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
-    ft, fj = _state_paths(folder)
-    if not (ft.is_file() and fj.is_file()):
+    if not has_state(folder):
         return 0
+    ft, fj = _state_paths(folder)
     t, meta = load_file(str(ft)), json.loads(fj.read_text())
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
@@ -220,3 +230,123 @@ def step_rng(seed: int, step: int, rank: int, gen: torch.Generator) -> np.random
     draws what the uninterrupted one would have."""
     gen.manual_seed(seed * 100003 + step * 17 + rank)
     return np.random.default_rng([seed, step, rank])
+
+
+# -- the start of every resumable stage --
+@dataclass(frozen=True)
+class LoopConfig:
+    """A resumable stage's loop: its schedule, its seed and where it keeps its state."""
+
+    name: str  # in logs, and snapshots are run/<name>-step<N>
+    steps: int
+    lr: float
+    warmup: int
+    ema: float  # the EMA's decay; 0: no EMA (the stage's result is the weights themselves)
+    seed: int
+    checkpoint_every: int
+    resume_dir: str = "resume"  # inside the run folder
+    steps_key: str = "steps"  # the step count's key in a snapshot's metadata
+    # Where a run was first planned to end before it was resumed with more steps: up to there the
+    # learning rate followed a cosine over `planned` steps, after it one over `steps` (see
+    # stretched_lr). 0: one cosine over `steps`.
+    planned: int = 0
+
+
+def stretched_lr(step: int, loop: LoopConfig) -> float:
+    """The learning rate at `step` of a run planned for `loop.planned` steps and then stretched to
+    `loop.steps` (resumed at `planned` with the longer cosine, which restarts at its midpoint or
+    so): one command reproduces the weights such a run shipped."""
+    total = loop.planned if step < loop.planned < loop.steps else loop.steps
+    return cosine_lr(step, total, loop.lr, warmup=loop.warmup)
+
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+@dataclass
+class Trainer(Generic[M]):
+    """A resumable stage's model and what trains it, made by `begin` the same way for every stage."""
+
+    loop: LoopConfig
+    rt: Runtime
+    run: Path  # the stage's folder: data cache, saved state, snapshots
+    model: M
+    ema: M  # frozen, in eval mode
+    params: list[torch.nn.Parameter]  # the trainable ones, in the model's order (for clipping)
+    opt: torch.optim.Optimizer
+    start: int  # the step to go on from: 0, or the saved state's
+    gen: torch.Generator  # torch's share of every step's randomness (see begin_step)
+    log: Logger
+
+    def begin_step(self, step: int) -> np.random.Generator:
+        """Begin `step`: its learning rate set, and its randomness (the returned NumPy generator and
+        self.gen) drawn from (seed, step, rank), so a resumed run draws what an unbroken one would."""
+        set_lr(self.opt, stretched_lr(step, self.loop))
+        return step_rng(self.loop.seed, step, self.rt.rank, self.gen)
+
+    def update(self, step: int, loss: torch.Tensor) -> None:
+        """The optimiser step on `loss`, then the EMA (if the stage keeps one)."""
+        optimizer_step(self.opt, self.params, loss, self.rt)
+        if self.loop.ema:
+            update_ema(self.ema, self.model, step, self.loop.ema)
+
+    def due(self, step: int) -> bool:
+        """Whether rank 0 saves after `step`: every `checkpoint_every` steps and at the end."""
+        n = step + 1
+        return self.rt.main and (n % self.loop.checkpoint_every == 0 or n == self.loop.steps)
+
+    def save(self, step: int) -> None:
+        """The state after `step`, which a run started again goes on from."""
+        save_state(self.run / self.loop.resume_dir, step + 1, self.model, self.ema, self.opt)
+
+
+def begin(
+    loop: LoopConfig,
+    rt: Runtime,
+    run: Path,
+    build: Callable[[], M],
+    groups: Callable[[M], list[dict]] | None = None,
+) -> Trainer[M]:
+    """What every resumable stage does first. `build()` makes the model under the stage's seed (so
+    every rank starts from the same weights), with what stays frozen already frozen; it goes to the
+    device with an EMA copy and AdamW over `groups(model)` (each {"params", "lr_mult"?}; default:
+    every trainable parameter at the base rate), and the state a killed run left in
+    run/<resume_dir> is loaded over them."""
+    seed_all(loop.seed)
+    model = build().to(rt.device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        groups(model) if groups is not None else [{"params": params}],
+        lr=loop.lr,
+        weight_decay=0.0,
+        betas=(0.9, 0.99),
+    )
+    start = resume(run / loop.resume_dir, model, ema, opt, rt, loop.name)
+    log = Logger(rt, loop.name, loop.steps, every=25)
+    return Trainer(loop, rt, run, model, ema, params, opt, start, torch.Generator(), log)
+
+
+def cached(
+    path: Path | None, sizes: dict[str, int], make: Callable[[], dict[str, torch.Tensor]], rt: Runtime
+) -> dict[str, torch.Tensor]:
+    """Tensors made once: read from `path` when it holds each name in `sizes` with that many rows (a
+    file of other sizes, or a damaged one, is a miss), else `make()` and written there atomically, so
+    a kill leaves no half file. Ranks draw different data, so rank r > 0 keeps its own file beside
+    rank 0's (`path` itself). None: always made, never written."""
+    if path is not None and rt.rank:
+        path = path.with_name(f"{path.stem}.rank{rt.rank}{path.suffix}")
+    if path is not None and path.is_file():
+        try:
+            data = load_file(str(path))
+        except Exception:  # noqa: BLE001 - a damaged cache is a miss: make it again
+            data = {}
+        if all(k in data and len(data[k]) == n for k, n in sizes.items()):
+            return {k: data[k] for k in sizes}
+    data = make()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = Path(str(path) + ".part")
+        save_file({k: v.detach().cpu().contiguous() for k, v in data.items()}, str(part))
+        part.replace(path)
+    return data

@@ -16,24 +16,20 @@ randomness is drawn from (seed, step), so a resumed run draws what the uninterru
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
 from ..world.captions import free_caption
 from ..world.edits import EDIT_TASKS, TASKS, EditPair, free_instruction, sample_edit
 from ..world.scene import sample_scene
-from .common import Runtime
-from .flow_loop import FlowLoop, StepBatch, grown_groups, train_flow
-from .t2v_stage import encode_dataset
+from .common import LoopConfig, Runtime, begin
+from .flow_loop import StepBatch, data_key, encode_scenes, grown_groups, train_flow
 
 
 @dataclass(frozen=True)
@@ -112,16 +108,8 @@ class EditData:
         n, k = (tcfg.image_sources, tcfg.image_edits) if image else (tcfg.video_sources, tcfg.video_edits)
         frames = 1 if image else tcfg.frames
         sources, pairs = _sample_pairs(rng, n, k, image)
-        if cache is not None and cache.is_file():
-            data = load_file(str(cache))
-            if len(data["src"]) == len(sources) and len(data["tgt"]) == len(pairs):
-                return cls(sources, pairs, data["src"].to(rt.device), data["tgt"].to(rt.device))
-        src = encode_dataset(tae, sources, frames, tcfg.size, rt, batch=64 if image else 16)
-        tgt = encode_dataset(tae, [p.target for _, p in pairs], frames, tcfg.size, rt, batch=64 if image else 16)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"src": src.cpu().contiguous(), "tgt": tgt.cpu().contiguous()}, str(cache))
-        return cls(sources, pairs, src, tgt)
+        z = encode_scenes(tae, {"src": sources, "tgt": [p.target for _, p in pairs]}, frames, tcfg.size, rt, cache)
+        return cls(sources, pairs, z["src"], z["tgt"])
 
 
 def make_batch(
@@ -174,25 +162,29 @@ def make_batch(
     return x1_t, cond_t, texts, torch.tensor(tasks, device=device)
 
 
-def _data_key(tcfg: EditTrainConfig, tae: TAE) -> str:
-    fields = {k: v for k, v in dataclasses.asdict(tcfg).items() if "source" in k or "edits" in k or k in ("seed",)}
-    tae_sum = float(sum(p.detach().float().sum() for p in tae.parameters()))
-    return hashlib.sha256(json.dumps([fields, tcfg.frames, tcfg.size, tae_sum]).encode()).hexdigest()[:12]
-
-
 def train_edit(
     tcfg: EditTrainConfig, gcfg: GeneratorConfig, tae: TAE, t2v: Generator, rt: Runtime, run: Path
 ) -> Generator:
     """Grow `t2v` into the edit model and train it; `run` holds the data cache and resume state.
     Returns the EMA weights."""
-    torch.manual_seed(tcfg.seed)
-    model = grow_for_editing(t2v, gcfg).to(rt.device)
-    model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
+
+    def build() -> Generator:
+        model = grow_for_editing(t2v, gcfg)
+        model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
+        return model
+
+    loop = LoopConfig(
+        "edit", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, steps_key="edit_steps"
+    )
+    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
+    model = tr.model
     tae = tae.to(rt.device).eval()
-    key = _data_key(tcfg, tae)
+    # What the pairs are drawn from, and the frames and size they are rendered at.
+    fields = {k: v for k, v in dataclasses.asdict(tcfg).items() if "source" in k or "edits" in k or k in ("seed",)}
+    key = data_key([fields, tcfg.frames, tcfg.size], tae)
     t0 = time.perf_counter()
-    img = EditData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors" if rt.main else None)
-    vid = EditData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors" if rt.main else None)
+    img = EditData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors")
+    vid = EditData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors")
     if rt.main:
         print(
             f"[edit] {len(vid.pairs)} video pairs of {len(vid.sources)} sources, {len(img.pairs)} image pairs"
@@ -211,7 +203,4 @@ def train_edit(
             lambda xt, t: model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts)),
         )
 
-    loop = FlowLoop(
-        "edit", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, steps_key="edit_steps"
-    )
-    return train_flow(model, gcfg, grown_groups(model, NEW_PARTS, tcfg.new_lr_mult), loop, rt, run, batch)
+    return train_flow(tr, gcfg, batch)

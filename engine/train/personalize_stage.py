@@ -18,9 +18,7 @@ optimiser state every `checkpoint_every` steps, every step's randomness from (se
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
@@ -42,9 +39,8 @@ from ..world.characters import (
     sample_character_scene,
 )
 from ..world.render import render_reference
-from .common import Runtime
-from .flow_loop import FlowLoop, StepBatch, grown_groups, train_flow
-from .t2v_stage import encode_dataset
+from .common import LoopConfig, Runtime, begin
+from .flow_loop import StepBatch, data_key, encode_scenes, grown_groups, train_flow
 
 
 @dataclass(frozen=True)
@@ -127,20 +123,8 @@ class PersonalizeData:
                 for ch, s in zip(chars, scenes, strict=True)
             ]
         )
-        if cache is not None and cache.is_file():
-            try:
-                data = load_file(str(cache))
-            except Exception:  # noqa: BLE001 - a damaged cache is a miss: encode again
-                data = {}
-            if len(data.get("latents", ())) == n:
-                return cls(chars, scenes, data["latents"].to(rt.device), same, cross)
-        frames = 1 if image else tcfg.frames
-        latents = encode_dataset(tae, scenes, frames, tcfg.size, rt, batch=64 if image else 16)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"latents": latents.cpu().contiguous()}, str(cache) + ".part")  # a kill keeps no half file
-            Path(str(cache) + ".part").replace(cache)
-        return cls(chars, scenes, latents, same, cross)
+        latents = encode_scenes(tae, {"latents": scenes}, 1 if image else tcfg.frames, tcfg.size, rt, cache)
+        return cls(chars, scenes, latents["latents"], same, cross)
 
 
 def _pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -185,25 +169,35 @@ def make_batch(
     return x1, _pixels(np.stack(refs), device), torch.tensor(keep, device=device), texts
 
 
-def _data_key(tcfg: PersonalizeTrainConfig, tae: TAE) -> str:
-    fields = [tcfg.videos, tcfg.images, tcfg.frames, tcfg.size, tcfg.seed, REFERENCE_R]
-    tae_sum = float(sum(p.detach().float().sum() for p in tae.parameters()))
-    return hashlib.sha256(json.dumps([fields, tae_sum]).encode()).hexdigest()[:12]
-
-
 def train_personalize(
     tcfg: PersonalizeTrainConfig, gcfg: GeneratorConfig, tae: TAE, t2v: Generator, rt: Runtime, run: Path
 ) -> Generator:
     """Grow `t2v` into the PT2V model and train it; `run` holds the data cache and resume state.
     Returns the EMA weights."""
-    torch.manual_seed(tcfg.seed)
-    model = grow_for_personalization(t2v, gcfg).to(rt.device)
-    model.text.word_encoder.requires_grad_(False)  # keep the parse it learned (stored once, in t2v)
+
+    def build() -> Generator:
+        model = grow_for_personalization(t2v, gcfg)
+        model.text.word_encoder.requires_grad_(False)  # keep the parse it learned (stored once, in t2v)
+        return model
+
+    loop = LoopConfig(
+        "pt2v",
+        tcfg.steps,
+        tcfg.lr,
+        tcfg.warmup,
+        tcfg.ema,
+        tcfg.seed,
+        tcfg.checkpoint_every,
+        steps_key="pt2v_steps",
+        planned=tcfg.planned,
+    )
+    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
+    model = tr.model
     tae = tae.to(rt.device).eval()
-    key = _data_key(tcfg, tae)
+    key = data_key([tcfg.videos, tcfg.images, tcfg.frames, tcfg.size, tcfg.seed, REFERENCE_R], tae)
     t0 = time.perf_counter()
-    img = PersonalizeData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors" if rt.main else None)
-    vid = PersonalizeData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors" if rt.main else None)
+    img = PersonalizeData.build(tcfg, tae, rt, True, run / f"data-{key}-images.safetensors")
+    vid = PersonalizeData.build(tcfg, tae, rt, False, run / f"data-{key}-videos.safetensors")
     if rt.main:
         print(
             f"[pt2v] {len(vid.chars)} clips, {len(img.chars)} stills ready in {time.perf_counter() - t0:.0f}s",
@@ -220,18 +214,7 @@ def train_personalize(
             lambda xt, t: model(xt, t, **model.with_reference(model.encode_prompts(texts), ref, keep)),
         )
 
-    loop = FlowLoop(
-        "pt2v",
-        tcfg.steps,
-        tcfg.lr,
-        tcfg.warmup,
-        tcfg.ema,
-        tcfg.seed,
-        tcfg.checkpoint_every,
-        steps_key="pt2v_steps",
-        planned=tcfg.planned,
-    )
-    return train_flow(model, gcfg, grown_groups(model, NEW_PARTS, tcfg.new_lr_mult), loop, rt, run, batch)
+    return train_flow(tr, gcfg, batch)
 
 
 def personalize_generator_config(gcfg: GeneratorConfig, rcfg) -> GeneratorConfig:

@@ -7,27 +7,32 @@ pre-training -> text-to-image warm-up -> joint image + video -> video-only refin
 fine-tune -> prompt rewriter. shapes-v2 is sized for one GPU (~22 min on an H100); shapes-v1 is
 the same design sized for our 2-core CPU. The same command runs under
 `torchrun --nproc-per-node N python -m engine train ...` with DDP.
+
+The stages are one table (STAGES, at the end): a name for `--stages`, whether a preset has the
+stage, and the function that runs it from the preset and what earlier stages produced (`Build`).
+A new stage is one row there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import save_component
-from ..models.generator import GeneratorConfig
+from ..checkpoint import config_from_dict, load_weights, read_config, save_component
+from ..models.generator import Generator, GeneratorConfig
 from ..models.reference import ReferenceConfig
 from ..models.rewrite import PromptRewriter, RewriterConfig
-from ..models.tae import TAEConfig
+from ..models.tae import TAE, TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
 from .character_tae_stage import CharacterTAETrainConfig, train_character_tae
-from .common import setup
+from .common import Runtime, has_state, setup
 from .edit_stage import EditTrainConfig, train_edit
 from .personalize_stage import PersonalizeTrainConfig, personalize_generator_config, train_personalize
 from .t2v_stage import T2VTrainConfig, train_t2v
@@ -36,6 +41,7 @@ from .text_stage import TextTrainConfig, parse_accuracy, train_text
 from .upscale_stage import (
     SkipDecoderTrainConfig,
     UpsamplerTrainConfig,
+    UpscaleData,
     UpscaleDataConfig,
     build_data,
     train_skip_decoder,
@@ -76,7 +82,16 @@ class Preset:
 
 
 V2_JOINT = T2VTrainConfig(
-    videos=20000, images=20000, image_steps=400, joint_steps=2600, video_batch=256, image_batch=512, lr=8e-4, ema=0.999
+    videos=20000,
+    images=20000,
+    image_steps=400,
+    joint_steps=2600,
+    video_batch=256,
+    image_batch=512,
+    lr=8e-4,
+    ema=0.999,
+    # A GPU step is ~0.1 s and a saved state ~250 MB: every 500 steps loses under a minute to a kill.
+    checkpoint_every=500,
 )
 
 PRESETS: dict[str, Preset] = {
@@ -90,7 +105,7 @@ PRESETS: dict[str, Preset] = {
         ),
         text_train=TextTrainConfig(steps=3, batch=8),
         t2v_train=T2VTrainConfig(
-            videos=4, images=4, frames=8, image_steps=2, joint_steps=4, video_batch=2, image_batch=4
+            videos=4, images=4, frames=8, image_steps=2, joint_steps=4, video_batch=2, image_batch=4, checkpoint_every=2
         ),
         refine_train=T2VTrainConfig(
             videos=4, images=0, frames=8, image_steps=0, joint_steps=2, image_every=0, video_batch=2, two_objects=0.7
@@ -192,18 +207,207 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-STAGES = ("tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale", "chartae", "pt2v")
-# What a full rebuild runs. "chartae" (the TAE taught patterned characters) is kept as a stage of
-# its own but left out: it measured no better than the shipped TAE (README, Personalization).
-DEFAULT_STAGES = tuple(s for s in STAGES if s != "chartae")
-
-
 def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
     """The T2V generator with the edit inputs: the source's latent channels and a task embedding."""
     from ..world.edits import TASKS
 
     dit = dataclasses.replace(gcfg.dit, extra_channels=gcfg.dit.in_channels, tasks=len(TASKS))
     return dataclasses.replace(gcfg, dit=dit)
+
+
+@dataclass
+class Build:
+    """One run of the recipe: the preset, the runtime, the output folder, and what the stages run
+    so far produced. What a stage left out of this run would have produced is read from `out`."""
+
+    preset: Preset
+    rt: Runtime
+    out: Path
+    t0: float = field(default_factory=time.perf_counter)
+    latest_tae: TAE | None = None  # trained, fine-tuned or loaded in this run
+    updata: UpscaleData | None = None  # the upsampler's crops, shared by updecoder and upscale
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What generator weights are stored as."""
+        return getattr(torch, self.preset.generator_dtype)
+
+    def say(self, what: str) -> None:
+        if self.rt.main:
+            print(f"[recipe] {what} at {time.perf_counter() - self.t0:.0f}s", flush=True)
+
+    def tae(self) -> TAE:
+        """The TAE as the stages so far left it, else as `out` holds it."""
+        if self.latest_tae is None:
+            cfg = config_from_dict(TAEConfig, read_config(self.out / "tae")["config"])
+            self.latest_tae = load_weights(self.out / "tae", TAE(cfg))
+            self.say("tae ready")
+        return self.latest_tae
+
+    def t2v(self) -> Generator:
+        """The T2V generator `out` holds (refined, where the refine stage ran): what the stages
+        grown from it start from."""
+        return load_weights(self.out / "t2v", Generator(self.preset.generator))
+
+    def upscale_data(self) -> UpscaleData:
+        """Built (or read from its cache) once for both upsampler stages."""
+        if self.updata is None:
+            self.updata = build_data(
+                self.preset.upscale_data, self.tae().to(self.rt.device).eval(), self.rt, self.out / "upscale-run"
+            )
+            self.say(f"upscale data ({len(self.updata)} crops) ready")
+        return self.updata
+
+
+def _tae(b: Build) -> None:
+    b.latest_tae = train_tae(b.preset.tae_train, b.preset.tae, b.out / "tae", b.rt)
+    b.say("tae ready")
+
+
+def _t2v(b: Build) -> None:
+    p, run = b.preset, b.out / "t2v-run"
+    # The word encoder is trained first and frozen in T2V; a run that goes on from a saved state
+    # has it in that state, so only a fresh run trains it.
+    words = None if has_state(run / "resume") else train_text(p.text_train, p.generator.text.words, b.rt)
+    gen = train_t2v(p.t2v_train, p.generator, b.tae(), words, b.rt, run)
+    acc = parse_accuracy(gen.text.word_encoder)
+    b.say(f"text parse accuracy {acc:.3f}")
+    if b.rt.main:
+        save_component(b.out / "t2v", "generator", p.generator, gen, {"text_parse_accuracy": acc}, b.dtype)
+    b.say("t2v ready")
+
+
+def _refine(b: Build) -> None:
+    p = b.preset
+    meta = {k: v for k, v in read_config(b.out / "t2v").items() if k not in ("kind", "config")}
+    gen = train_t2v(p.refine_train, p.generator, b.tae(), None, b.rt, b.out / "refine-run", b.t2v(), "refine")
+    if b.rt.main:
+        save_component(b.out / "t2v", "generator", p.generator, gen, meta | {"refined": True}, b.dtype)
+    b.say("refine ready")
+
+
+def _decoder(b: Build) -> None:
+    b.latest_tae = finetune_decoder(b.preset.decoder_train, b.tae(), b.out / "tae", b.rt)
+    b.say("decoder ready")
+
+
+def _rewrite(b: Build) -> None:
+    p = b.preset
+    rewriter = PromptRewriter(p.rewriter)
+    rewriter.words.load_state_dict(train_text(p.rewrite_train, p.rewriter.words, b.rt).state_dict())
+    typed, free = parse_accuracy(rewriter.words, typed=True), parse_accuracy(rewriter.words)
+    if b.rt.main:
+        meta = {"typed_parse_accuracy": typed, "free_parse_accuracy": free}
+        save_component(b.out / "rewrite", "rewriter", p.rewriter, rewriter.cpu(), meta)
+    b.say(f"rewriter parses {typed:.3f} typed / {free:.3f} free captions exactly")
+
+
+def _edit(b: Build) -> None:
+    p = b.preset
+    ecfg = edit_generator_config(p.generator)
+    gen = train_edit(p.edit_train, ecfg, b.tae(), b.t2v(), b.rt, b.out / "edit-run")
+    if b.rt.main:
+        meta = {"edit_steps": p.edit_train.steps, "grown_from": "t2v"}
+        # The word encoder stays frozen: it is the T2V checkpoint's own, stored there once.
+        save_component(b.out / "edit", "generator", ecfg, gen, meta, b.dtype, shared={"text.encoders.0.": "t2v"})
+    b.say("edit ready")
+
+
+def _updecoder(b: Build) -> None:
+    p, tae = b.preset, b.tae()
+    dec = train_skip_decoder(p.updecoder_train, b.upscale_data(), tae, b.rt, b.out / "upscale-run")
+    if b.rt.main:
+        meta = {"steps": p.updecoder_train.steps, "grown_from": "tae"}
+        save_component(b.out / "upscale-decoder", "skip_decoder", tae.cfg, dec.cpu(), meta)
+    b.say("upscale decoder ready")
+
+
+def _upscale(b: Build) -> None:
+    p = b.preset
+    gen = train_upsampler(p.upscale_train, p.upsampler, b.upscale_data(), b.rt, b.out / "upscale-run")
+    if b.rt.main:
+        meta = {"steps": p.upscale_train.steps, "scale": p.upscale_data.scale}
+        save_component(b.out / "upscale", "generator", p.upsampler, gen, meta, b.dtype)
+    b.say("upsampler ready")
+
+
+def _chartae(b: Build) -> None:
+    b.latest_tae = train_character_tae(b.preset.character_tae, b.tae(), b.out / "tae", b.rt, b.out / "chartae-run")
+    b.say("character TAE ready")
+
+
+def _pt2v(b: Build) -> None:
+    p = b.preset
+    pcfg = personalize_generator_config(p.generator, p.reference)
+    gen = train_personalize(p.personalize_train, pcfg, b.tae(), b.t2v(), b.rt, b.out / "pt2v-run")
+    if b.rt.main:
+        meta = {"pt2v_steps": p.personalize_train.steps, "grown_from": "t2v"}
+        shared = {"text.encoders.0.": "t2v"}  # the frozen word encoder, stored once
+        save_component(b.out / "personalize", "generator", pcfg, gen, meta, b.dtype, shared=shared)
+    b.say("personalization ready")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the recipe, selected by name (`--stages`) and run in the table's order."""
+
+    name: str
+    about: str  # for --help
+    run: Callable[[Build], None]  # trains from the preset and what earlier stages produced
+    has: Callable[[Preset], bool] = lambda p: True  # whether the preset has it (else it is skipped)
+    default: bool = True  # part of a full rebuild (DEFAULT_STAGES)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("tae", "the autoencoder, then its outlier fine-tune", _tae),
+    Stage("t2v", "text parse pre-training, the T2I warm-up, joint image + video", _t2v),
+    Stage("refine", "video-only, from the t2v weights", _refine, lambda p: p.refine_train is not None),
+    Stage("decoder", "decoder-only fine-tune on the fixed latent space", _decoder, lambda p: p.decoder_train.steps > 0),
+    Stage(
+        "rewrite",
+        "the prompt rewriter",
+        _rewrite,
+        lambda p: p.rewriter is not None and p.rewrite_train is not None,
+    ),
+    Stage("edit", "instruction editing, from the t2v weights", _edit, lambda p: p.edit_train is not None),
+    Stage(
+        "updecoder",
+        "the upsampler's skip decoder",
+        _updecoder,
+        lambda p: p.upscale_data is not None and p.updecoder_train is not None,
+    ),
+    Stage(
+        "upscale",
+        "the upsampler's transformer",
+        _upscale,
+        lambda p: p.upscale_data is not None and p.upsampler is not None and p.upscale_train is not None,
+    ),
+    # Kept as a stage of its own but out of a full rebuild: the TAE it trains measured no better
+    # than the shipped one (docs/models/personalize.md).
+    Stage(
+        "chartae",
+        "the TAE trained on with patterned characters",
+        _chartae,
+        lambda p: p.character_tae is not None,
+        default=False,
+    ),
+    Stage(
+        "pt2v",
+        "personalization, from the t2v weights",
+        _pt2v,
+        lambda p: p.personalize_train is not None and p.reference is not None,
+    ),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+DEFAULT_STAGES = tuple(s.name for s in STAGES if s.default)  # what a full rebuild runs
+
+
+def stages_help() -> str:
+    """The `--stages` help: every stage, what it trains, and which run by default."""
+    rows = "; ".join(f"{s.name} ({s.about})" for s in STAGES)
+    left_out = ", ".join(s.name for s in STAGES if not s.default)
+    default = f"all but {left_out}" if left_out else "all"
+    return f"comma list of {rows}. Default: {default}; a stage left out reuses OUT"
 
 
 def train(
@@ -213,117 +417,26 @@ def train(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     threads: int | None = None,
 ) -> Path:
-    """Run the recipe. Stages: tae (autoencoder + outlier fine-tune), t2v (text parse, T2I warm-up,
-    joint image + video), refine (video-only, from the t2v weights; presets that have it), decoder
-    (decoder-only fine-tune on the fixed latent space), rewrite (the prompt rewriter; presets that
-    have it), edit (instruction editing), updecoder and upscale (the spatial upsampler), chartae
-    (the TAE trained on with patterned characters; not in DEFAULT_STAGES) and pt2v (personalization,
-    from the t2v weights). A stage left out reuses what `out` holds."""
-    unknown = set(stages) - set(STAGES)
+    """Run the named stages of the recipe (STAGES, in its order) on `preset` into `out`; a stage
+    left out reuses what `out` holds, and one the preset does not have is skipped."""
+    unknown = set(stages) - set(STAGE_NAMES)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
-    from ..checkpoint import load_weights, read_config
-    from ..models.tae import TAE
-
+        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGE_NAMES)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    gen_dtype = getattr(torch, p.generator_dtype)
     rt = setup(device, threads or p.threads)  # two stages side by side on 2 cores: 1 thread each
-    out = Path(out)
-    t0 = time.perf_counter()
-    tae = None
-    if "tae" in stages:
-        tae = train_tae(p.tae_train, p.tae, out / "tae", rt)
-    elif {"t2v", "refine", "decoder", "edit", "updecoder", "upscale", "chartae", "pt2v"} & set(stages):
-        from ..checkpoint import config_from_dict
-
-        tae = load_weights(out / "tae", TAE(config_from_dict(TAEConfig, read_config(out / "tae")["config"])))
-    if rt.main and tae is not None:
-        print(f"[recipe] tae ready at {time.perf_counter() - t0:.0f}s", flush=True)
-    if "t2v" in stages:
-        words = train_text(p.text_train, p.generator.text.words, rt)
-        acc = parse_accuracy(words)
-        if rt.main:
-            print(f"[recipe] text parse accuracy {acc:.3f} at {time.perf_counter() - t0:.0f}s", flush=True)
-        gen = train_t2v(p.t2v_train, p.generator, tae, words, rt)
-        if rt.main:
-            save_component(out / "t2v", "generator", p.generator, gen, {"text_parse_accuracy": acc}, gen_dtype)
-            print(f"[recipe] t2v ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        rt.barrier()  # the refine stage reads what rank 0 saved
-    if "refine" in stages and p.refine_train is not None:
-        from ..models.generator import Generator
-
-        meta = read_config(out / "t2v")
-        start = load_weights(out / "t2v", Generator(p.generator))
-        gen = train_t2v(p.refine_train, p.generator, tae, None, rt, init=start)
-        if rt.main:
-            save_component(
-                out / "t2v",
-                "generator",
-                p.generator,
-                gen,
-                {k: v for k, v in meta.items() if k not in ("kind", "config")} | {"refined": True},
-                gen_dtype,
-            )
-            print(f"[recipe] refine ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        rt.barrier()
-    if "decoder" in stages and p.decoder_train.steps:
-        finetune_decoder(p.decoder_train, tae, out / "tae", rt)
-    if "rewrite" in stages and p.rewriter is not None and p.rewrite_train is not None:
-        rewriter = PromptRewriter(p.rewriter)
-        rewriter.words.load_state_dict(train_text(p.rewrite_train, p.rewriter.words, rt).state_dict())
-        typed, free = parse_accuracy(rewriter.words, typed=True), parse_accuracy(rewriter.words)
-        if rt.main:
-            meta = {"typed_parse_accuracy": typed, "free_parse_accuracy": free}
-            save_component(out / "rewrite", "rewriter", p.rewriter, rewriter.cpu(), meta)
-            print(f"[recipe] rewriter parses {typed:.3f} typed / {free:.3f} free captions exactly", flush=True)
-    if "edit" in stages and p.edit_train is not None:
-        from ..models.generator import Generator
-
-        ecfg = edit_generator_config(p.generator)
-        t2v = load_weights(out / "t2v", Generator(p.generator))
-        gen = train_edit(p.edit_train, ecfg, tae, t2v, rt, out / "edit-run")
-        if rt.main:
-            meta = {"edit_steps": p.edit_train.steps, "grown_from": "t2v"}
-            # The word encoder stays frozen: it is the T2V checkpoint's own, stored there once.
-            save_component(out / "edit", "generator", ecfg, gen, meta, gen_dtype, shared={"text.encoders.0.": "t2v"})
-            print(f"[recipe] edit ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        rt.barrier()
-    if {"updecoder", "upscale"} & set(stages) and p.upscale_data is not None:
-        data = build_data(p.upscale_data, tae.to(rt.device).eval(), rt, out / "upscale-run")
-        if rt.main:
-            print(f"[recipe] upscale data ({len(data)} crops) ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        if "updecoder" in stages and p.updecoder_train is not None:
-            dec = train_skip_decoder(p.updecoder_train, data, tae, rt, out / "upscale-run")
+    b = Build(p, rt, Path(out))
+    for stage in STAGES:
+        if stage.name not in stages:
+            continue
+        if not stage.has(p):
             if rt.main:
-                meta = {"steps": p.updecoder_train.steps, "grown_from": "tae"}
-                save_component(out / "upscale-decoder", "skip_decoder", tae.cfg, dec.cpu(), meta)
-                print(f"[recipe] upscale decoder ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        if "upscale" in stages and p.upsampler is not None and p.upscale_train is not None:
-            gen = train_upsampler(p.upscale_train, p.upsampler, data, rt, out / "upscale-run")
-            if rt.main:
-                meta = {"steps": p.upscale_train.steps, "scale": p.upscale_data.scale}
-                save_component(out / "upscale", "generator", p.upsampler, gen, meta, gen_dtype)
-                print(f"[recipe] upsampler ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        rt.barrier()
-    if "chartae" in stages and p.character_tae is not None:
-        tae = train_character_tae(p.character_tae, tae, out / "tae", rt, out / "chartae-run")
-        if rt.main:
-            print(f"[recipe] character TAE ready at {time.perf_counter() - t0:.0f}s", flush=True)
-    if "pt2v" in stages and p.personalize_train is not None and p.reference is not None:
-        from ..models.generator import Generator
-
-        pcfg = personalize_generator_config(p.generator, p.reference)
-        t2v = load_weights(out / "t2v", Generator(p.generator))
-        gen = train_personalize(p.personalize_train, pcfg, tae, t2v, rt, out / "pt2v-run")
-        if rt.main:
-            meta = {"pt2v_steps": p.personalize_train.steps, "grown_from": "t2v"}
-            shared = {"text.encoders.0.": "t2v"}  # the frozen word encoder, stored once
-            save_component(out / "personalize", "generator", pcfg, gen, meta, gen_dtype, shared=shared)
-            print(f"[recipe] personalization ready at {time.perf_counter() - t0:.0f}s", flush=True)
-        rt.barrier()
+                print(f"[recipe] {preset} has no {stage.name} stage: skipped", flush=True)
+            continue
+        stage.run(b)
+        rt.barrier()  # later stages, on every rank, read what rank 0 saved
     if rt.main:
-        print(f"[recipe] done in {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
+        print(f"[recipe] done in {time.perf_counter() - b.t0:.0f}s -> {b.out}", flush=True)
     rt.close()
-    return out
+    return b.out

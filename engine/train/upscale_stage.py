@@ -20,9 +20,6 @@ from (seed, step).
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,8 +37,8 @@ from ..upscale_data import TRAIN_PHOTOS, DegradeConfig, degrade, load_photo, pan
 from ..world.data import to_frames, to_tensor
 from ..world.render import render
 from ..world.scene import sample_scene
-from .common import Logger, Runtime, cosine_lr, optimizer_step, resume, save_state, set_lr, step_rng, update_ema
-from .flow_loop import FlowLoop, StepBatch, train_flow
+from .common import LoopConfig, Runtime, begin
+from .flow_loop import StepBatch, data_key, train_flow
 from .tae_stage import edge_loss
 
 
@@ -126,12 +123,7 @@ def make_example(i: int, dcfg: UpscaleDataConfig, tae: TAE) -> tuple[np.ndarray,
 
 def build_data(dcfg: UpscaleDataConfig, tae: TAE, rt: Runtime, run: Path) -> UpscaleData:
     """Render, degrade and encode every clip once; cached in `run` in chunks (resumable)."""
-    # The key names the data's recipe and the exact TAE weights (their bytes: a float sum of the
-    # weights changes in its last digits with the thread count).
-    h = hashlib.sha256(json.dumps(asdict(dcfg)).encode())
-    for v in tae.state_dict().values():
-        h.update(v.detach().cpu().float().numpy().tobytes())
-    key = h.hexdigest()[:12]
+    key = data_key(asdict(dcfg), tae)  # the data's recipe and the exact TAE weights
     total = dcfg.world_clips + dcfg.photo_clips
     parts: dict[str, list[torch.Tensor]] = {"truth": [], "enlarged": [], "z": [], "c": []}
     t0 = time.perf_counter()
@@ -170,21 +162,21 @@ def train_skip_decoder(
 ) -> SkipDecoder:
     """The skip decoder from the TAE decoder's weights, trained on (true latents + noise, enlarged
     input) -> truth. Returns the EMA weights."""
-    torch.manual_seed(tcfg.seed)
-    model = SkipDecoder(tae.cfg)
-    model.decoder.load_state_dict(tae.decoder.state_dict())
-    model = model.to(rt.device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    start = resume(run / "updecoder-resume", model, ema, opt, rt, "updecoder")
+
+    def build() -> SkipDecoder:
+        model = SkipDecoder(tae.cfg)
+        model.decoder.load_state_dict(tae.decoder.state_dict())
+        return model.train()
+
+    loop = LoopConfig(
+        "updecoder", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, "updecoder-resume"
+    )
+    tr = begin(loop, rt, run, build)
+    model, gen = tr.model, tr.gen
     k = tae.cfg.temporal_down
     mean, std = tae.latent_mean.to(rt.device), tae.latent_std.to(rt.device)
-    gen = torch.Generator()
-    log = Logger(rt, "updecoder", tcfg.steps, every=25)
-    for step in range(start, tcfg.steps):
-        rng = step_rng(tcfg.seed, step, rt.rank, gen)
-        set_lr(opt, cosine_lr(step, tcfg.steps, tcfg.lr, warmup=tcfg.warmup))
+    for step in range(tr.start, tcfg.steps):
+        rng = tr.begin_step(step)
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         t0 = int(rng.integers(0, data.truth.shape[1] - tcfg.frames + 1) // k * k)
         frames = slice(t0, t0 + tcfg.frames)
@@ -195,33 +187,31 @@ def train_skip_decoder(
         with rt.autocast():
             y = model(z * std + mean, up).float()  # (B, 3, T, H, W)
         loss = F.mse_loss(y, truth) + 0.5 * (y - truth).abs().mean() + tcfg.edge_weight * edge_loss(y, truth)
-        optimizer_step(opt, params, loss, rt)
-        update_ema(ema, model, step, tcfg.ema)
+        tr.update(step, loss)
         with torch.no_grad():
             gain = 10 * torch.log10(F.mse_loss(up, truth) / F.mse_loss(y.clamp(-1, 1), truth).clamp_min(1e-10))
-        log.log(step, loss=loss, gain_db=gain)
-        if rt.main and ((step + 1) % tcfg.checkpoint_every == 0 or step + 1 == tcfg.steps):
-            save_state(run / "updecoder-resume", step + 1, model, ema, opt)
-            save_component(run / f"updecoder-step{step + 1}", "skip_decoder", tae.cfg, ema, {"steps": step + 1})
+        tr.log.log(step, loss=loss, gain_db=gain)
+        if tr.due(step):
+            tr.save(step)
+            save_component(run / f"updecoder-step{step + 1}", "skip_decoder", tae.cfg, tr.ema, {"steps": step + 1})
         rt.barrier()
-    rt.check_in_sync(ema, "updecoder")
-    return ema
+    rt.check_in_sync(tr.ema, "updecoder")
+    return tr.ema
 
 
 def train_upsampler(
     tcfg: UpsamplerTrainConfig, gcfg: GeneratorConfig, data: UpscaleData, rt: Runtime, run: Path
 ) -> Generator:
     """Flow matching from noise to the truth's latents, given the enlarged input's latents."""
-    torch.manual_seed(tcfg.seed)
-    model = Generator(gcfg).to(rt.device).train()
+    loop = LoopConfig(
+        "upscale", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, "upscale-resume"
+    )
+    tr = begin(loop, rt, run, lambda: Generator(gcfg).train())
+    model = tr.model
 
     def batch(step: int, rng: np.random.Generator) -> StepBatch:
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         x1, cond = data.z[idx].to(rt.device).float(), data.c[idx].to(rt.device).float()
         return "loss", x1, lambda xt, t: model(xt, t, cond=cond, **model.encode_prompts([""] * tcfg.batch))
 
-    loop = FlowLoop(
-        "upscale", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, "upscale-resume"
-    )
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    return train_flow(model, gcfg, groups, loop, rt, run, batch)
+    return train_flow(tr, gcfg, batch)
