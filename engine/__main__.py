@@ -148,12 +148,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", help="output folder (default: runs/PRESET)")
     t.add_argument("--device")
     t.add_argument("--threads", type=int, help="CPU threads (default: the preset's)")
-    t.add_argument(
-        "--stages",
-        default="tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,pt2v",
-        help="comma list of tae,t2v,refine,decoder,rewrite,edit,updecoder,upscale,chartae,pt2v (a stage left out"
-        " reuses OUT)",
-    )
+    from .train.recipe import DEFAULT_STAGES, stages_help
+
+    t.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=stages_help())
     t.set_defaults(fn=cmd_train)
 
 

@@ -5,7 +5,7 @@
 # On the device machine (each line one `run` call; call again at once: an idle machine goes back
 # after 30 s, and the job with it):
 #   bash experiments/device_job.sh start runs/g.log -- python3 -m engine train --preset shapes-v2 --out runs/g --stages tae,t2v,refine
-#   bash experiments/device_job.sh poll runs/g.log 570 runs/g      # again until it says "finished rc=0"
+#   bash experiments/device_job.sh poll runs/g.log 570 runs/g/tae runs/g/t2v      # again until it says "finished rc=0"
 # Here, with the folder the reply names in files_at:
 #   bash experiments/device_job.sh unpack FILES_AT .                # -> ./runs/g
 #

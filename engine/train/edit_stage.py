@@ -1,4 +1,4 @@
-"""Instruction editing (SYSTEM.md section 5, Movie Gen Edit at our scale), grown from the T2V
+"""Instruction editing (docs/system.md section 5, Movie Gen Edit at our scale), grown from the T2V
 generator: the source's latents are concatenated to the noisy latents on channels (zero-initialised
 weights, so the model starts as the T2V one), a learned task embedding is added to the time
 embedding and read as extra context tokens, and the instruction goes through the text encoder.

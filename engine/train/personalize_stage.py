@@ -1,4 +1,4 @@
-"""Personalized generation (SYSTEM.md section 4, Movie Gen PT2V at our scale), grown from the T2V
+"""Personalized generation (docs/system.md section 4, Movie Gen PT2V at our scale), grown from the T2V
 generator: a vision encoder reads the reference image, Linear + LayerNorm project its tokens to the
 backbone's width, and they are concatenated with the prompt's text tokens for the same
 cross-attention. The DiT starts from the T2V weights, the word encoder stays frozen.
@@ -8,7 +8,7 @@ that clip's background), which is easy and teaches identity (and copy-paste); th
 another clip of the same character: another background, drawn at another size and place on a
 canvas of another size, sometimes as a JPEG, and prepared by engine/reference.py exactly as the
 engine prepares uploads, so the model must follow the prompt instead of pasting the reference.
-Characters with WORLD.md's held-out colour pairs are never drawn. The prompt and the reference are
+Characters with docs/world.md's held-out colour pairs are never drawn. The prompt and the reference are
 dropped now and then so both guidance scales (prompt, reference) have their terms.
 
 Resumable like the edit stage: the encoded data cached in the run folder, a checkpoint with the

@@ -1,4 +1,4 @@
-"""The spatial upsampler (SYSTEM.md section 6, at our scale): 4x, 64 -> 256 px.
+"""The spatial upsampler (docs/system.md section 6, at our scale): 4x, 64 -> 256 px.
 
 Two stages that need nothing from each other, so they can run one after the other or side by side:
 - `updecoder`: the skip decoder (engine/models/upsampler.py) learns to turn the true latents of
