@@ -19,6 +19,7 @@ from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
 from .events import session_key
+from .history import EDITS
 from .history_tab import build_history_tab, choices, gallery_items
 from .personalize_tab import build_personalize_tab
 from .sendto import SendTo
@@ -70,9 +71,9 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
 
         # Where results can be sent.
         sendto = SendTo(tabs)
-        sendto.register("Edit", "edit", ed.controls.source)
+        sendto.register("Edit", "edit", ed.controls["video"])
         sendto.register("Personalize", "personalize", pt.clip)  # into its take-a-frame row
-        sendto.register("Upscale", "upscale", up.controls.source)
+        sendto.register("Upscale", "upscale", up.controls["video"])
         sendto.register("Compare", "compare", cmp.pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
         for choice, button, path in (
             (hist.send_choice, hist.send, hist.media_path),
@@ -127,22 +128,28 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             return gr.Tabs(selected="upscale"), path, 4
 
         upscales = [
-            up.run_after(button.click(to_upscale, last, [tabs, up.controls.source, up.controls.scale]))
+            up.run_after(button.click(to_upscale, last, [tabs, up.controls["video"], up.controls["scale"]]))
             for button, last in ((t2v.upscale4, t2v.last), (ed.upscale4, ed.last), (pt.upscale4, pt.last))
         ]
         for event in (t2v.event, ed.event, pt.event, up.event, *upscales):
             event.then(refresh, [hist.pick, cmp.pick], lists)
 
-        t2v_fields, edit_fields, up_fields = t2v.controls.as_list(), ed.controls.as_list(), up.controls.as_list()
-        pt_fields = pt.controls.as_list()
-        skip = lambda fields: [gr.skip()] * len(fields)  # noqa: E731
-        # The reopen outputs, tab by tab: the Upscale and Personalize tabs' boards last.
-        order = ("t2v", "edit", "upscale", "up_board", "personalize", "pt_board")
-        fields = dict(zip(order, (t2v_fields, edit_fields, up_fields, [up.board], pt_fields, [pt.board]), strict=True))
+        # The reopen outputs, tab by tab (each tab's controls, by name): the Upscale and Personalize
+        # tabs' boards last.
+        fields = {
+            "t2v": t2v.controls,
+            "edit": ed.controls,
+            "upscale": up.controls,
+            "up_board": {"board": up.board},
+            "personalize": pt.controls,
+            "pt_board": {"board": pt.board},
+        }
 
-        def filled(selected: str, **values) -> list:
-            """The reopen outputs: switch to `selected`; the given tabs' fields set, all others skipped."""
-            return [gr.Tabs(selected=selected), *(x for k in order for x in values.get(k, skip(fields[k])))]
+        def filled(selected: str, **values: dict) -> list:
+            """The reopen outputs: switch to `selected`; the given tabs' controls set from their values
+            by name, all others skipped."""
+            given = (values[k][name] if k in values else gr.skip() for k, named in fields.items() for name in named)
+            return [gr.Tabs(selected=selected), *given]
 
         def reopen(entry_id, request: gr.Request = None):
             """A result's settings back in the tab that made it (the other tabs are left as they are);
@@ -151,7 +158,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             e = history_of(request).get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
-            if e.task == "edit":
+            if e.task in EDITS:  # an SDEdit too: the Edit tab in describe mode
                 source = ed.handlers.source_for(e.meta)
                 if source is None:
                     gr.Warning("The source of this edit is gone; upload it again.")
@@ -162,17 +169,17 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
                     gr.Warning("The input of this upscale is gone; upload it again.")
                 board = player_html(upscale_cells(e.media, e.meta), zoom=True)
                 values = upscale_tab.settings_values(e.request, source)
-                return filled("upscale", upscale=values, up_board=[board])
+                return filled("upscale", upscale=values, up_board={"board": board})
             if e.task == "personalize":
                 reference = pt.handlers.reference_for(e.media, e.meta)
                 if reference is None:
                     gr.Warning("The reference of this clip is gone; choose it again.")
                 values = personalize_tab.settings_values(e.request, reference)
                 board = pt.handlers.board(e.media, e.meta)
-                return filled("personalize", personalize=values, pt_board=[board])
+                return filled("personalize", personalize=values, pt_board={"board": board})
             return filled("t2v", t2v=settings_values(e.request))
 
-        hist.reopen.click(reopen, hist.selected, [tabs, *(x for k in order for x in fields[k])])
+        hist.reopen.click(reopen, hist.selected, [tabs, *(c for named in fields.values() for c in named.values())])
 
         board = [tabs, cmp.pick, cmp.board]
 

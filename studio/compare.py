@@ -175,6 +175,14 @@ def upscale_cells(path: str | Path, meta: dict) -> list[Cell]:
     return cells
 
 
+def upscaled_cell(path: str | Path, meta: dict, fps: float) -> Cell:
+    """A clip upscaled in the same job as it was made, on a board beside the clip it was made from."""
+    (w, h), (big_w, big_h) = meta["input_size"], meta["size"]
+    r = meta["request"]
+    caption = f"{w}x{h} -> {big_w}x{big_h} · seed {r['seed']} · {r['steps']} steps"
+    return Cell(path, f"Upscaled {r['scale']}x", caption, fps, Path(path).stem)
+
+
 def player_html(cells: list[Cell], zoom: bool = False) -> str:
     """Up to four clips under one play/pause, scrub bar, frame stepping, speed and loop (JS above);
     with `zoom`, a zoom menu and click-to-pick region shared by every clip."""

@@ -13,30 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result
-from engine.tasks import EDIT_TASK_CHOICES, EditRequest, T2VRequest
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, RequestError, Result
+from engine.tasks import EDIT_TASK_CHOICES, EditRequest, SDEditRequest, T2VRequest
 from engine.video_io import VideoInputError, write_png, write_video
 
-from .compare import CSS, JS, Cell, player_html
-from .events import (
-    live_preview,
-    made_from,
-    preview_html,
-    progress_event,
-    save_npy,
-    session_key,
-    shown_files_error,
-    stream_updates,
-    write_shown,
-)
+from .compare import CSS, JS, Cell, player_html, upscaled_cell
+from .events import VIDEO_TYPES, live_preview, made_from, save_npy, shown_files_error, write_shown
+from .handler import Handler, control_values, fill_board, request_from, then_upscale, upscale4_button
+from .history import describes
 from .spaces import Spaces
-from .t2v_tab import large_preview_strip, preview_strip, then_upscale
 
 EXAMPLES = [
     "make the circle yellow",
@@ -55,48 +47,13 @@ KNOWS = (
 )
 MODES = [("Say what to change", "instruction"), ("Describe the result", "sdedit")]
 TASK_LABELS = [("auto (read from the instruction)", "auto")] + [(t, t) for t in EDIT_TASK_CHOICES if t != "auto"]
-VIDEO_TYPES = [".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v", ".png", ".jpg", ".jpeg", ".webp"]
 DIFF_GAIN = 4  # |result - source| is amplified this much so small changes show
 CHANGED = 24  # a pixel counts as changed when a channel moved by more than this (of 255)
 
 
 @dataclass
-class EditControls:
-    source: gr.File
-    mode: gr.Radio
-    instruction: gr.Textbox
-    prompt: gr.Textbox
-    edit_task: gr.Dropdown
-    seed: gr.Number
-    steps: gr.Slider
-    guidance: gr.Slider
-    source_guidance: gr.Slider
-    strength: gr.Slider
-    schedule: gr.Dropdown
-    rewrite: gr.Checkbox
-    upscale: gr.Dropdown
-
-    def as_list(self) -> list:
-        return [
-            self.source,
-            self.mode,
-            self.instruction,
-            self.prompt,
-            self.edit_task,
-            self.seed,
-            self.steps,
-            self.guidance,
-            self.source_guidance,
-            self.strength,
-            self.schedule,
-            self.rewrite,
-            self.upscale,
-        ]
-
-
-@dataclass
 class EditTab:
-    controls: EditControls
+    controls: dict[str, gr.components.Component]  # by EditRequest and SDEditRequest field, and the mode
     handlers: EditHandlers
     board: gr.HTML
     last: gr.State  # this session's latest edit (path)
@@ -106,45 +63,11 @@ class EditTab:
     event: gr.events.Dependency  # the edit event, to chain history refreshes on
 
 
-def request_from(
-    video,
-    mode,
-    instruction,
-    prompt,
-    edit_task,
-    seed,
-    steps,
-    guidance,
-    source_guidance,
-    strength,
-    schedule,
-    rewrite=True,
-    upscale=0,
-) -> EditRequest:
-    return EditRequest(
-        video=str(video or ""),
-        instruction=instruction or "",
-        prompt=prompt or "",
-        mode=mode or "instruction",
-        edit_task=edit_task or "auto",
-        seed=int(seed if seed is not None else 0),
-        steps=int(steps),
-        guidance=float(guidance),
-        source_guidance=float(source_guidance),
-        strength=float(strength),
-        schedule=schedule,
-        rewrite=bool(rewrite),
-        upscale=int(upscale or 0),
-    )
-
-
-def settings_values(request: dict, source: str | None) -> list:
-    """A stored edit request -> values for the tab's controls (the order of EditControls.as_list);
-    `source` is the clip to load (the original upload, or its stand-in when that is gone)."""
-    d = EditRequest(video="")
-    get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
-    keys = ("mode", "instruction", "prompt", "edit_task", "seed", "steps", "guidance", "source_guidance", "strength")
-    return [source, *(get(k) for k in keys), get("schedule"), get("rewrite"), get("upscale")]
+def settings_values(request: dict, source: str | None) -> dict:
+    """A stored edit (or SDEdit) request -> values for the tab's controls, by name; `source` is the
+    clip to load (the original upload, or its stand-in when that is gone)."""
+    values = control_values(request, EditRequest, SDEditRequest)
+    return values | {"video": source, "mode": "sdedit" if describes(request) else "instruction"}
 
 
 def difference(result: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -155,16 +78,22 @@ def difference(result: np.ndarray, source: np.ndarray) -> np.ndarray:
     return np.repeat(d[..., None], 3, -1)
 
 
-class EditHandlers:
+def _given(req: EditRequest | SDEditRequest, meta: dict) -> str:
+    """What the model was asked: the instruction as read (or as typed), or the result described."""
+    return meta.get("given") or (req.instruction if isinstance(req, EditRequest) else req.prompt)
+
+
+class EditHandlers(Handler):
     """The engine calls behind the tab; plain methods so tests can drive them without a browser.
 
     `workdir` keeps what the tab shows besides results (the source as the model sees it, what
-    changed): files named by content, so a source uploaded twice is normalised once."""
+    changed): files named by content, so a source uploaded twice is read once."""
 
-    def __init__(self, engine, tokens: dict[str, CancelToken], workdir: str | Path):
-        self.engine = engine
-        self.tokens = tokens
-        self.workdir = Path(workdir)
+    request_type = EditRequest
+
+    def request(self, values: Mapping) -> EditRequest | SDEditRequest:
+        """An instruction edit, or in describe mode an SDEdit."""
+        return request_from(SDEditRequest if values.get("mode") == "sdedit" else EditRequest, values)
 
     # -- the source ---------------------------------------------------------------------------
     def load(self, video) -> dict:
@@ -172,9 +101,10 @@ class EditHandlers:
         "frames" (its .npy), "digest", "fps"}; {"error"} with the reason when it cannot be used."""
         if not video:
             return {}
+        d = EditRequest(video="")
         try:
-            clip = self.engine.load_source(str(video))
-        except VideoInputError as e:
+            clip = self.engine.inspect("edit", str(video), size=d.size, fps=d.fps)
+        except (VideoInputError, RequestError) as e:
             return {"error": str(e)}
         summary = clip.summary
         if clip.info.get("has_audio"):
@@ -185,9 +115,8 @@ class EditHandlers:
             try:
                 write_shown(stem.with_suffix(".npy"), lambda p: save_npy(p, clip.frames))
                 if len(clip.frames) == 1:
-                    write_shown(stem.with_suffix(".png"), lambda p: write_png(p, clip.frames[0]))
-                # Written last: it marks the others complete.
-                write_shown(stem.with_suffix(".mp4"), lambda p: write_video(p, clip.frames, clip.fps))
+                    write_shown(stem.with_suffix(".png"), clip.write)
+                write_shown(stem.with_suffix(".mp4"), clip.write)  # written last: it marks the others complete
             except OSError as e:  # a full disk: nothing half-made is left to be taken as complete
                 for suffix in (".npy", ".png", ".mp4"):
                     stem.with_suffix(suffix).unlink(missing_ok=True)
@@ -196,7 +125,7 @@ class EditHandlers:
         return kept
 
     def _kept(self, digest: str, summary: str, fps: float) -> dict | None:
-        """The files of a source normalised before (by its content digest), or None."""
+        """The files of a source read before (by its content digest), or None."""
         stem = self.workdir / digest[:16]
         view, frames = stem.with_suffix(".mp4"), stem.with_suffix(".npy")
         if not (digest and view.is_file() and frames.is_file()):
@@ -204,8 +133,8 @@ class EditHandlers:
         return {"summary": summary, "view": str(view), "frames": str(frames), "digest": digest, "fps": fps}
 
     def source_for(self, meta: dict) -> str | None:
-        """The clip to reopen an edit with: the original upload, else the normalised source kept
-        here (the same frames the model saw), else None."""
+        """The clip to reopen an edit with: the original upload, else the source as the model saw
+        it, kept here, else None."""
         video = meta.get("request", {}).get("video")
         if video and Path(video).is_file():
             return str(video)
@@ -217,8 +146,7 @@ class EditHandlers:
     def reading(self, mode, instruction, prompt, edit_task="auto", rewrite=True, source: dict | None = None) -> str:
         """How the instruction (or the prompt, in describe mode) is read, for the line under it."""
         if mode == "sdedit":
-            req = T2VRequest(prompt=prompt or "", rewrite=bool(rewrite))
-            found = self.engine.rewrite(req)
+            found = self.engine.rewrite(T2VRequest(prompt=prompt or "", rewrite=bool(rewrite)))
             return found.describe() if found is not None else ""
         lines = []
         if self.engine.models.editor is None:
@@ -242,68 +170,15 @@ class EditHandlers:
         return "\n\n".join(lines)
 
     # -- editing --------------------------------------------------------------------------------
-    def edit(
-        self,
-        video,
-        mode,
-        instruction,
-        prompt,
-        edit_task,
-        seed,
-        steps,
-        guidance,
-        source_guidance,
-        strength,
-        schedule,
-        rewrite=True,
-        upscale=0,
-        session: str = "local",
-        folder=None,
-    ):
-        """Yields dicts per event: status/progress, preview, then result + board + diff, or error
-        (+ cancelled). The reading line is the tab's, kept up to date as the instruction is typed.
-        With `upscale`, the result is the upscaled clip and the board adds it (+ "upscaled")."""
-        token = self.tokens[session] = CancelToken()
-        req = request_from(
-            video,
-            mode,
-            instruction,
-            prompt,
-            edit_task,
-            seed,
-            steps,
-            guidance,
-            source_guidance,
-            strength,
-            schedule,
-            rewrite,
-            upscale,
-        )
-        for ev in self.engine.run(req, cancel=token, folder=folder):
-            if isinstance(ev, Progress):
-                yield progress_event(ev)
-            elif isinstance(ev, Preview):
-                if ev.step > req.steps:  # past the edit's steps: the upscale's
-                    yield {"preview": large_preview_strip(ev.frames)}
-                    continue
-                frames = ev.frames[:: max(1, -(-len(ev.frames) // 8))]  # at most 8 frames side by side
-                yield {"preview": preview_strip(frames)}
-            elif isinstance(ev, Result):
-                how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                edited = made_from(ev)
-                what = edited.metadata.get("edit_task") or "described"
-                given = edited.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
-                out = {"status": f"done {how} · {what}: “{given}” · seed {req.seed}", "result": str(ev.path)}
-                if edited is not ev:
-                    (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
-                    out["upscaled"] = f"upscaled {req.upscale}x, {w}x{h} -> {big_w}x{big_h}"
-                    out["status"] += f" · {out['upscaled']}"
-                yield out | self._board(req, edited, upscaled=ev if edited is not ev else None)
-            elif isinstance(ev, Error):
-                yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
-                return
+    def result(self, req: EditRequest | SDEditRequest, ev: Result) -> dict:
+        """The result + board (source | result | what changed) + diff; upscaled in the same job, the
+        result is the upscaled clip and the board adds it (+ "upscaled")."""
+        edited = made_from(ev)
+        what = edited.metadata.get("edit_task") or "described"
+        out = self.done(ev, f"{what}: “{_given(req, edited.metadata)}” · seed {req.seed}")
+        return out | self._board(req, edited, upscaled=ev if edited is not ev else None)
 
-    def _board(self, req: EditRequest, ev: Result, upscaled: Result | None = None) -> dict:
+    def _board(self, req: EditRequest | SDEditRequest, ev: Result, upscaled: Result | None = None) -> dict:
         """Source | result | what changed (| the result upscaled), for the synced player; and the
         difference clip's path."""
         seen = ev.metadata.get("source", {})
@@ -311,8 +186,7 @@ class EditHandlers:
         src = src or self.load(req.video)  # not uploaded through the tab (a script, a test)
         if "frames" not in src:  # the upload went away mid-job: show the result alone
             return {"board": player_html([Cell((upscaled or ev).path, "Result")]), "diff": None}
-        source = np.load(src["frames"])
-        diff = difference(ev.frames, source)
+        diff = difference(ev.frames, np.load(src["frames"]))
         changed = float((diff[..., 0] > CHANGED * DIFF_GAIN).mean())
         # Named by the result's whole path: a signed-in user's folder name is not guessable, so neither is this.
         key = hashlib.sha256(str(Path(ev.path).resolve()).encode()).hexdigest()[:16]
@@ -325,37 +199,25 @@ class EditHandlers:
                 diff_path = write_shown(self.workdir / f"diff-{key}.mp4", lambda p: write_video(p, diff, src["fps"]))
         except OSError:  # a full disk after the result was saved: show it without what changed
             diff_path = None
-        given = ev.metadata.get("given") or (req.instruction if req.mode == "instruction" else req.prompt)
+        fps = src["fps"]
         cells = [
-            Cell(src_path, "Source, as the model sees it", src["summary"], src["fps"]),
-            Cell(ev.path, f"Result: {given}", _settings(req, ev.metadata), src["fps"], Path(ev.path).stem),
+            Cell(src_path, "Source, as the model sees it", src["summary"], fps),
+            Cell(ev.path, f"Result: {_given(req, ev.metadata)}", _settings(req, ev.metadata), fps, Path(ev.path).stem),
         ]
         if diff_path is not None:
             caption = f"|result − source| × {DIFF_GAIN}; {changed:.0%} of pixels changed"
-            cells.append(Cell(diff_path, "What changed", caption, src["fps"]))
+            cells.append(Cell(diff_path, "What changed", caption, fps))
         if upscaled is not None:
-            (w, h), (big_w, big_h) = upscaled.metadata["input_size"], upscaled.metadata["size"]
-            r = upscaled.metadata["request"]
-            caption = f"{w}x{h} -> {big_w}x{big_h} · seed {r['seed']} · {r['steps']} steps"
-            cells.append(Cell(upscaled.path, f"Upscaled {r['scale']}x", caption, src["fps"], Path(upscaled.path).stem))
+            cells.append(upscaled_cell(upscaled.path, upscaled.metadata, fps))
         board = player_html(cells, zoom=upscaled is not None)
         return {"board": board, "diff": diff_path and str(diff_path), "changed": changed}
 
-    def stop(self, session: str = "local") -> str:
-        token = self.tokens.get(session)
-        if token is not None:
-            token.cancel()
-        return "Stopped. Results already finished are kept in History."
 
-
-def _settings(req: EditRequest, meta: dict) -> str:
+def _settings(req: EditRequest | SDEditRequest, meta: dict) -> str:
     parts = [f"seed {req.seed}", f"{req.steps} steps"]
-    if req.mode == "instruction":
-        parts += [
-            f"task {meta.get('edit_task', req.edit_task)}",
-            f"follow {req.guidance}",
-            f"keep {req.source_guidance}",
-        ]
+    if isinstance(req, EditRequest):
+        parts += [f"task {meta.get('edit_task', req.edit_task)}", f"follow {req.guidance}"]
+        parts.append(f"keep {req.source_guidance}")
     else:
         parts += [f"guidance {req.guidance}", f"strength {req.strength}"]
     return " · ".join(parts)
@@ -366,7 +228,7 @@ def build_edit_tab(
 ) -> EditTab:
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = EditHandlers(engine, tokens, workdir)
-    d = EditRequest(video="")
+    d, sd = EditRequest(video=""), SDEditRequest(video="", prompt="")
     gr.Markdown(KNOWS)
     with gr.Row():
         with gr.Column(scale=3):
@@ -396,7 +258,7 @@ def build_edit_tab(
                 )
                 prompt_reading = gr.Markdown("", elem_id="edit-prompt-reading")
                 strength = gr.Slider(
-                    0.05, 1.0, value=d.strength, step=0.05, label="Strength (1 = draw anew)", elem_id="edit-strength"
+                    0.05, 1.0, value=sd.strength, step=0.05, label="Strength (1 = draw anew)", elem_id="edit-strength"
                 )
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed")
@@ -433,30 +295,25 @@ def build_edit_tab(
             preview = live_preview("edit-preview")
             board = gr.HTML("", css_template=CSS, js_on_load=JS, elem_id="edit-board")
             with gr.Row():
-                upscale4 = gr.Button(
-                    "Upscale 4x",
-                    interactive=engine.models.upsampler is not None,
-                    min_width=100,
-                    elem_id="edit-upscale4",
-                )
+                upscale4 = upscale4_button(engine, "edit-upscale4")
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="edit-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="edit-send")
-    controls = EditControls(
-        source,
-        mode,
-        instruction,
-        prompt,
-        edit_task,
-        seed,
-        steps,
-        guidance,
-        source_guidance,
-        strength,
-        schedule,
-        rewrite,
-        upscale,
+    controls = dict(
+        video=source,
+        mode=mode,
+        instruction=instruction,
+        prompt=prompt,
+        edit_task=edit_task,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        source_guidance=source_guidance,
+        strength=strength,
+        schedule=schedule,
+        rewrite=rewrite,
+        upscale=upscale,
     )
-    loaded = gr.State(None)  # the current source's normalised files (see EditHandlers.load)
+    loaded = gr.State(None)  # the current source's files (see EditHandlers.load)
     last = gr.State(None)
 
     dice.click(lambda: random.randint(0, 2**31 - 1), None, seed)
@@ -490,48 +347,6 @@ def build_edit_tab(
     for trigger in (prompt.change, rewrite.change, mode.change):
         trigger(h.reading, read_inputs, prompt_reading, queue=False, show_progress="hidden")
 
-    def run(
-        video,
-        mode,
-        instruction,
-        prompt,
-        edit_task,
-        seed,
-        steps,
-        guidance,
-        source_guidance,
-        strength,
-        schedule,
-        rewrite,
-        upscale,
-        request: gr.Request,
-        progress=gr.Progress(),
-    ):
-        settings = (video, mode, instruction, prompt, edit_task, seed, steps, guidance, source_guidance, strength)
-        session = session_key(request)
-
-        def fill(ev: dict, out: dict) -> None:
-            if "preview" in ev:
-                out[preview] = preview_html(ev["preview"])
-            if "result" in ev:
-                out[board] = ev["board"]
-                out[last] = ev["result"]
-                out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and "upscaled" not in ev)
-
-        events = h.edit(*settings, schedule, rewrite, upscale, session=session, folder=spaces.of(request).folder)
-        yield from stream_updates(events, progress, status, fill)
-
-    event = go.click(
-        run,
-        controls.as_list(),
-        [status, preview, board, last, upscale4],
-        concurrency_limit=1,
-        concurrency_id=concurrency_id,
-    )
-
-    def do_stop(request: gr.Request):
-        return h.stop(session_key(request))
-
-    # The token stops the engine within one step; cancelling the event frees the queue slot.
-    stop.click(do_stop, None, status, cancels=[event], queue=False)
+    fill = fill_board(board, last, upscale4, engine.models.upsampler is not None)
+    event = h.wire(go, stop, controls, [status, preview, board, last, upscale4], fill, spaces, concurrency_id).event
     return EditTab(controls, h, board, last, upscale4, send_choice, send, event)

@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 
 from engine.requests import Progress, Result
-from engine.video_io import read_image, read_video
+
+# What the upload boxes offer (any of them can be read by the engine; an image is one frame).
+VIDEO_TYPES = [".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v", ".png", ".jpg", ".jpeg", ".webp"]
 
 
 def session_key(request) -> str:
@@ -36,7 +38,7 @@ def progress_event(ev: Progress, tag: str = "") -> dict:
 
 def made_from(ev: Result) -> Result:
     """The clip a tab made: the result, or for one upscaled in the same job the clip it was made
-    from (written beside it, with its own metadata)."""
+    from (written beside it, with its own metadata; its frames are read only when asked for)."""
     base = ev.metadata.get("upscaled_from")
     if not base:
         return ev
@@ -45,8 +47,7 @@ def made_from(ev: Result) -> Result:
         meta = json.loads(path.with_suffix(".json").read_text())
     except (OSError, ValueError):
         meta = {"request": base.get("request", {})}
-    frames = read_image(path)[None] if path.suffix == ".png" else read_video(path)[0]
-    return Result(path=path, metadata=meta, held=frames)
+    return Result(path=path, metadata=meta)
 
 
 def shown_files_error(e: OSError, name: str) -> dict:

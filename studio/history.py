@@ -16,6 +16,12 @@ from pathlib import Path
 from engine.outputs import SIDECARS  # <id>.thumb.png, <id>.bicubic.mp4, <id>.reference.png
 
 MEDIA = (".mp4", ".png")
+EDITS = ("edit", "sdedit")  # the Edit tab's tasks: say what to change, or describe the result
+
+
+def describes(request: dict) -> bool:
+    """An edit that describes its result (SDEdit): its own task now, an edit's mode in older results."""
+    return request.get("task") == "sdedit" or (request.get("task") == "edit" and request.get("mode") == "sdedit")
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,8 @@ class Entry:
     def prompt(self) -> str:
         """What was asked: the prompt, or for an edit its instruction (or the result described)."""
         r = self.request
-        if self.task == "edit":
-            text = r.get("instruction", "") if r.get("mode", "instruction") == "instruction" else r.get("prompt", "")
-            return f"edit: {text}"
+        if self.task in EDITS:
+            return f"edit: {r.get('prompt', '') if describes(r) else r.get('instruction', '')}"
         if self.task == "upscale":
             made_from = self.meta.get("upscaled_from")  # generated (or edited) and upscaled in one job
             what = (
@@ -84,13 +89,13 @@ class Entry:
 
     def settings_text(self) -> str:
         r = self.request
-        if self.task == "edit":
+        if self.task in EDITS:
             parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps"]
-            if r.get("mode", "instruction") == "instruction":
+            if describes(r):
+                parts += [f"guidance {r.get('guidance')}", f"strength {r.get('strength')}"]
+            else:
                 parts += [f"follow {r.get('guidance')}", f"keep source {r.get('source_guidance')}"]
                 parts.append(f"task {self.meta.get('edit_task') or r.get('edit_task')}")
-            else:
-                parts += [f"guidance {r.get('guidance')}", f"strength {r.get('strength')}"]
             parts.append(f"source {self.meta.get('source', {}).get('name') or Path(r.get('video', '')).name}")
             return " · ".join(str(p) for p in parts if p)
         if self.task == "upscale":

@@ -7,17 +7,17 @@ Upscale tab and runs it there (wired in studio/__init__.py)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
-from engine.requests import MAX_PROMPT_CHARS, CancelToken, Error, Preview, Progress, Result
+from engine.requests import MAX_PROMPT_CHARS, CancelToken, Result
 from engine.tasks import T2VRequest
 
 from .compare import CSS, JS, player_html, upscale_cells
-from .events import live_preview, preview_html, progress_event, session_key, stream_updates
+from .events import live_preview
+from .handler import Handler, control_values, then_upscale, upscale4_button
 from .spaces import Spaces
 
 EXAMPLES = [
@@ -34,86 +34,23 @@ KNOWS = (
     "Set frames to 1 for an image. Type freely: under the prompt you see how it was read, which is what the "
     "model is given, and any words it does not know."
 )
-THEN_UPSCALE = [("off", 0), ("2x", 2), ("4x", 4)]  # the request's `upscale`
-NO_UPSAMPLER = "this model has no upsampler"
-
-
-def preview_strip(frames: np.ndarray, scale: int = 2) -> np.ndarray:
-    """Preview frames (T, H, W, 3) side by side, enlarged: motion reads left to right."""
-    gap = np.full((frames.shape[1], 2, 3), 255, np.uint8)
-    parts = []
-    for f in frames:
-        parts += [f, gap]
-    strip = np.concatenate(parts[:-1], 1)
-    return strip.repeat(scale, 0).repeat(scale, 1)
-
-
-def large_preview_strip(frames: np.ndarray, count: int = 4, max_side: int = 256) -> np.ndarray:
-    """An upscale's preview (T, H, W, 3): a few frames spread over the clip, at most `max_side`
-    pixels on their long side (every k-th pixel: a preview, sent every step)."""
-    frames = frames[:: max(1, -(-len(frames) // count))]
-    k = max(1, -(-max(frames.shape[1:3]) // max_side))
-    return preview_strip(frames[:, ::k, ::k], scale=1)
-
-
-def then_upscale(engine, elem_id: str) -> gr.Dropdown:
-    """The cascade setting of a generating tab: off, or upscale the result 2x / 4x in the same job."""
-    has = engine.models.upsampler is not None
-    return gr.Dropdown(
-        THEN_UPSCALE,
-        value=0,
-        label="Then upscale",
-        info="in the same job; both clips are kept" if has else f"off: {NO_UPSAMPLER}",
-        interactive=has,
-        elem_id=elem_id,
-    )
 
 
 def upscaled_view(ev: Result) -> dict:
     """For a result upscaled in the same job as it was made: its board (bicubic | upscaled) and the
-    status words; {} for any other result."""
+    clip it was made from; {} for any other result."""
     made_from = ev.metadata.get("upscaled_from")
     if not made_from:
         return {}
-    (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
     return {
         "board": player_html(upscale_cells(ev.path, ev.metadata), zoom=True),
-        "upscaled": f"upscaled {ev.metadata['request']['scale']}x, {w}x{h} -> {big_w}x{big_h}",
         "base": str(Path(ev.path).with_name(made_from["name"])),
     }
 
 
 @dataclass
-class T2VControls:
-    prompt: gr.Textbox
-    negative: gr.Textbox
-    seed: gr.Number
-    steps: gr.Slider
-    guidance: gr.Slider
-    frames: gr.Slider
-    size: gr.Dropdown
-    schedule: gr.Dropdown
-    rewrite: gr.Checkbox
-    upscale: gr.Dropdown
-
-    def as_list(self) -> list:
-        return [
-            self.prompt,
-            self.negative,
-            self.seed,
-            self.steps,
-            self.guidance,
-            self.frames,
-            self.size,
-            self.schedule,
-            self.rewrite,
-            self.upscale,
-        ]
-
-
-@dataclass
 class T2VTab:
-    controls: T2VControls
+    controls: dict[str, gr.components.Component]  # by T2VRequest field
     video: gr.Video
     image: gr.Image
     last: gr.State  # this session's latest result path
@@ -125,108 +62,48 @@ class T2VTab:
     event: gr.events.Dependency  # the generate event, to chain history refreshes on
 
 
-def request_from(
-    prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite=True, upscale=0
-) -> T2VRequest:
-    return T2VRequest(
-        prompt=prompt or "",
-        negative_prompt=negative or "",
-        seed=int(seed if seed is not None else 0),
-        steps=int(steps),
-        guidance=float(guidance),
-        frames=int(frames),
-        size=int(size),
-        schedule=schedule,
-        rewrite=bool(rewrite),
-        upscale=int(upscale or 0),
-    )
+def settings_values(request: dict) -> dict:
+    """A stored request -> values for the tab's controls, by name."""
+    return control_values(request, T2VRequest)
 
 
-def settings_values(request: dict) -> list:
-    """A stored request -> values for the tab's controls (the order of T2VControls.as_list)."""
-    d = T2VRequest(prompt="")
-    get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
-    return [
-        get("prompt"),
-        get("negative_prompt"),
-        get("seed"),
-        get("steps"),
-        get("guidance"),
-        get("frames"),
-        get("size"),
-        get("schedule"),
-        get("rewrite"),
-        get("upscale"),
-    ]
-
-
-class T2VHandlers:
+class T2VHandlers(Handler):
     """The engine calls behind the tab; plain methods so tests can drive them without a browser."""
 
-    def __init__(self, engine, tokens: dict[str, CancelToken]):
-        self.engine = engine
-        self.tokens = tokens
+    request_type = T2VRequest
+    preview_frames = None  # every frame of the preview, side by side
+    stopped = "Stopped. Clips already finished are kept in History."
 
-    def generate(
-        self,
-        prompt,
-        negative,
-        seed,
-        steps,
-        guidance,
-        frames,
-        size,
-        schedule,
-        rewrite=True,
-        upscale=0,
-        batch=1,
-        session: str = "local",
-        folder=None,
-    ):
+    def run(self, session: str = "local", folder=None, batch=1, **values):
         """Yields dicts per event: reading first, then status/progress, preview, result (+ results so
-        far; + board, upscaled and base when it was upscaled in the same job), or error (+ cancelled)."""
+        far; + board, upscaled and base when it was upscaled in the same job), or error (+ cancelled).
+        A batch runs consecutive seeds, one job each."""
         token = self.tokens[session] = CancelToken()
+        first = self.request(values)
+        yield {"reading": self.reading(first.prompt, first.frames, first.rewrite)}
         results: list[str] = []
         n = max(1, int(batch or 1))
         for k in range(n):
-            req = request_from(
-                prompt, negative, int(seed or 0) + k, steps, guidance, frames, size, schedule, rewrite, upscale
-            )
-            if k == 0:
-                yield {"reading": self.reading(req.prompt, req.frames, req.rewrite)}
-            for ev in self.engine.run(req, cancel=token, folder=folder):
-                tag = f"{k + 1}/{n} · " if n > 1 else ""
-                if isinstance(ev, Progress):
-                    yield progress_event(ev, tag)
-                elif isinstance(ev, Preview):  # past the generation's steps: the upscale's
-                    strip = preview_strip(ev.frames) if ev.step <= req.steps else large_preview_strip(ev.frames)
-                    yield {"preview": strip}
-                elif isinstance(ev, Result):
-                    results.append(str(ev.path))
-                    how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                    up = upscaled_view(ev)
-                    also = f" · {up['upscaled']} (the {req.size} px clip is in History too)" if up else ""
-                    yield {
-                        "status": f"{tag}done {how} · seed {req.seed}{also}",
-                        "result": str(ev.path),
-                        "results": list(results),
-                        **up,
-                    }
-                elif isinstance(ev, Error):
-                    yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
+            req, tag = replace(first, seed=first.seed + k), f"{k + 1}/{n} · " if n > 1 else ""
+            for ev in self.updates(req, token, folder, tag):
+                if "result" in ev:
+                    results.append(ev["result"])
+                    ev["results"] = list(results)
+                yield ev
+                if "error" in ev:
                     return
+
+    def result(self, req: T2VRequest, ev: Result) -> dict:
+        out = self.done(ev, f"seed {req.seed}") | upscaled_view(ev)
+        if "upscaled" in out:
+            out["status"] += f" (the {req.size} px clip is in History too)"
+        return out
 
     def reading(self, prompt, frames=32, rewrite=True) -> str:
         """How the prompt rewriter reads a prompt ('' when off, empty or the model has none)."""
         req = T2VRequest(prompt=prompt or "", frames=int(frames or 1), rewrite=bool(rewrite))
         found = self.engine.rewrite(req)
         return found.describe() if found is not None else ""
-
-    def stop(self, session: str = "local") -> str:
-        token = self.tokens.get(session)
-        if token is not None:
-            token.cancel()
-        return "Stopped. Clips already finished are kept in History."
 
 
 def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, spaces: Spaces):
@@ -273,12 +150,21 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
             shelf = gr.Gallery(label="This batch", columns=4, height=140, visible=False)
             with gr.Row():
                 compare_prev = gr.Button("Compare with previous", elem_id="t2v-compare-prev")
-                upscale4 = gr.Button(
-                    "Upscale 4x", interactive=engine.models.upsampler is not None, min_width=100, elem_id="t2v-upscale4"
-                )
+                upscale4 = upscale4_button(engine, "t2v-upscale4")
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="t2v-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="t2v-send")
-    controls = T2VControls(prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
+    controls = dict(
+        prompt=prompt,
+        negative_prompt=negative,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        frames=frames,
+        size=size,
+        schedule=schedule,
+        rewrite=rewrite,
+        upscale=upscale,
+    )
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"
 
@@ -287,61 +173,25 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
     for trigger in (prompt.change, frames.change, rewrite.change):
         trigger(h.reading, [prompt, frames, rewrite], reading, queue=False, show_progress="hidden")
 
-    def run(
-        prompt,
-        negative,
-        seed,
-        steps,
-        guidance,
-        frames,
-        size,
-        schedule,
-        rewrite,
-        upscale,
-        batch,
-        last_path,
-        prev_path,
-        request: gr.Request,
-        progress=gr.Progress(),
-    ):
-        settings = (prompt, negative, seed, steps, guidance, frames, size, schedule, rewrite, upscale)
-        session = session_key(request)
-        paths = {"last": last_path, "previous": prev_path}
+    def fill(ev: dict, out: dict, given: dict) -> None:
+        if "reading" in ev:
+            out[reading] = ev["reading"]
+        if "result" in ev:
+            path, up = ev["result"], "board" in ev
+            is_image = path.endswith(".png")
+            # Upscaled in the same job: it plays beside its bicubic enlargement instead.
+            out[video] = gr.Video(value=None if is_image or up else path, visible=not (is_image or up))
+            out[image] = gr.Image(value=path if is_image and not up else None, visible=is_image and not up)
+            out[board] = gr.HTML(value=ev.get("board", ""), visible=up)
+            out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and not up)
+            # The run's own copy of the two paths: a batch moves them on with each result.
+            given["previous"], given["last"] = (given["last"] or given["previous"]), path
+            out[last], out[previous] = given["last"], given["previous"]
+            if len(ev["results"]) > 1:
+                thumbs = [str(Path(p).with_name(Path(p).stem + ".thumb.png")) for p in ev["results"]]
+                out[shelf] = gr.Gallery(value=thumbs, visible=True)
 
-        def fill(ev: dict, out: dict) -> None:
-            if "reading" in ev:
-                out[reading] = ev["reading"]
-            if "preview" in ev:
-                out[preview] = preview_html(ev["preview"])
-            if "result" in ev:
-                path, up = ev["result"], "board" in ev
-                is_image = path.endswith(".png")
-                # Upscaled in the same job: it plays beside its bicubic enlargement instead.
-                out[video] = gr.Video(value=None if is_image or up else path, visible=not (is_image or up))
-                out[image] = gr.Image(value=path if is_image and not up else None, visible=is_image and not up)
-                out[board] = gr.HTML(value=ev.get("board", ""), visible=up)
-                out[upscale4] = gr.Button(interactive=engine.models.upsampler is not None and not up)
-                paths["previous"], paths["last"] = (paths["last"] or paths["previous"]), path
-                out[last] = paths["last"]
-                out[previous] = paths["previous"]
-                if len(ev["results"]) > 1:
-                    thumbs = [str(Path(p).with_name(Path(p).stem + ".thumb.png")) for p in ev["results"]]
-                    out[shelf] = gr.Gallery(value=thumbs, visible=True)
-
-        events = h.generate(*settings, batch=batch, session=session, folder=spaces.of(request).folder)
-        yield from stream_updates(events, progress, status, fill)
-
-    event = go.click(
-        run,
-        [*controls.as_list(), batch, last, previous],
-        [status, preview, video, image, board, upscale4, shelf, last, previous, reading],
-        concurrency_limit=1,
-        concurrency_id=concurrency_id,
-    )
-
-    def do_stop(request: gr.Request):
-        return h.stop(session_key(request))
-
-    # The token stops the engine within one step; cancelling the event frees the queue slot.
-    stop.click(do_stop, None, status, cancels=[event], queue=False)
+    inputs = controls | {"batch": batch, "last": last, "previous": previous}
+    shows = [status, preview, video, image, board, upscale4, shelf, last, previous, reading]
+    event = h.wire(go, stop, inputs, shows, fill, spaces, concurrency_id).event
     return T2VTab(controls, video, image, last, previous, compare_prev, upscale4, send_choice, send, event)

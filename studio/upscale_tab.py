@@ -10,28 +10,21 @@ through "Send to", and "Upscale 4x" in Text to video and Edit sends their last r
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
-from engine.requests import UPSCALE_FACTORS, CancelToken, Error, Preview, Progress, RequestError, Result
+from engine.requests import UPSCALE_FACTORS, CancelToken, Preview, RequestError, Result
 from engine.tasks import UpscaleRequest
 from engine.video_io import VideoInputError, content_digest
 
 from .compare import CSS, JS, player_html, upscale_cells
-from .edit_tab import VIDEO_TYPES
-from .events import (
-    live_preview,
-    preview_html,
-    progress_event,
-    session_key,
-    shown_files_error,
-    stream_updates,
-    write_shown,
-)
+from .events import VIDEO_TYPES, live_preview, shown_files_error
+from .handler import NO_UPSAMPLER, Handler, control_values, fill_board, large_preview_strip, shown_once
 from .spaces import Spaces
-from .t2v_tab import NO_UPSAMPLER, large_preview_strip
 
 KNOWS = (
     "Make a clip (or an image) **2x or 4x larger** with the spatial upsampler. Upload one, or send a result "
@@ -42,47 +35,19 @@ KNOWS = (
 SCALES = [(f"{k}x", k) for k in UPSCALE_FACTORS]
 
 
-@dataclass
-class UpscaleControls:
-    source: gr.File
-    scale: gr.Radio
-    steps: gr.Slider
-    seed: gr.Number
-    schedule: gr.Dropdown
-
-    def as_list(self) -> list:
-        return [self.source, self.scale, self.steps, self.seed, self.schedule]
+def settings_values(request: dict, source: str | None) -> dict:
+    """A stored upscale request -> values for the tab's controls, by name; `source` is the input to
+    load (the file it was made from, or its stand-in when that is gone)."""
+    return control_values(request, UpscaleRequest) | {"video": source}
 
 
-def request_from(video, scale, steps, seed, schedule="linear") -> UpscaleRequest:
-    return UpscaleRequest(
-        video=str(video or ""),
-        scale=int(scale or 4),
-        steps=int(steps),
-        seed=int(seed if seed is not None else 0),
-        schedule=schedule or "linear",
-    )
-
-
-def settings_values(request: dict, source: str | None) -> list:
-    """A stored upscale request -> values for the tab's controls (the order of UpscaleControls.as_list);
-    `source` is the input to load (the file it was made from, or its stand-in when that is gone)."""
-    d = UpscaleRequest(video="")
-    get = lambda k: request.get(k, getattr(d, k))  # noqa: E731
-    return [source, get("scale"), get("steps"), get("seed"), get("schedule")]
-
-
-class UpscaleHandlers:
+class UpscaleHandlers(Handler):
     """The engine calls behind the tab; plain methods so tests can drive them without a browser.
 
     `workdir` keeps each input as the model gets it (named by content), to show it and to stand in
     for an upload that is gone when a result is reopened."""
 
-    def __init__(self, engine, tokens: dict[str, CancelToken], workdir: str | Path):
-        self.engine = engine
-        self.tokens = tokens
-        self.workdir = Path(workdir)
-        self.max_side = engine.upscale_max_side  # larger inputs are reduced to this on their long side first
+    request_type = UpscaleRequest
 
     # -- the input ------------------------------------------------------------------------------
     def load(self, video) -> dict:
@@ -95,12 +60,10 @@ class UpscaleHandlers:
         except (VideoInputError, RequestError) as e:
             return {"error": str(e)}
         n, h, w = clip.frames.shape[:3]
-        view = self.workdir / f"upscale-{clip.digest}{'.png' if n == 1 else '.mp4'}"
-        if not view.is_file():
-            try:
-                write_shown(view, clip.write)
-            except OSError as e:
-                return shown_files_error(e, Path(video).name)
+        try:
+            view = shown_once(self.workdir / f"upscale-{clip.digest}{'.png' if n == 1 else '.mp4'}", clip.write)
+        except OSError as e:
+            return shown_files_error(e, Path(video).name)
         return {
             "size": [w, h],
             "frames": n,
@@ -150,43 +113,24 @@ class UpscaleHandlers:
         return None
 
     # -- upscaling ------------------------------------------------------------------------------
-    def upscale(self, video, scale=4, steps=20, seed=0, schedule="linear", session: str = "local", folder=None):
-        """Yields dicts per event: status/progress, preview, then result + board (bicubic | upscaled),
-        or error (+ cancelled)."""
-        token = self.tokens[session] = CancelToken()
-        req = request_from(video, scale, steps, seed, schedule)
-        for ev in self.engine.run(req, cancel=token, folder=folder):
-            if isinstance(ev, Progress):
-                yield progress_event(ev)
-            elif isinstance(ev, Preview):
-                yield {"preview": large_preview_strip(ev.frames)}
-            elif isinstance(ev, Result):
-                how = "from cache" if ev.cached else f"in {ev.metadata['seconds']:.1f}s"
-                (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
-                yield {
-                    "status": f"done {how} · {w}x{h} -> {big_w}x{big_h} ({req.scale}x) · seed {req.seed}",
-                    "result": str(ev.path),
-                    "board": self.board(ev.path, ev.metadata),
-                }
-            elif isinstance(ev, Error):
-                yield {"status": ev.message, "error": ev.message, "cancelled": ev.cancelled}
-                return
+    def preview(self, req: UpscaleRequest, ev: Preview) -> np.ndarray:
+        return large_preview_strip(ev.frames)
+
+    def result(self, req: UpscaleRequest, ev: Result) -> dict:
+        """The result + board (bicubic | upscaled)."""
+        (w, h), (big_w, big_h) = ev.metadata["input_size"], ev.metadata["size"]
+        out = self.done(ev, f"{w}x{h} -> {big_w}x{big_h} ({req.scale}x) · seed {req.seed}")
+        return out | {"board": self.board(ev.path, ev.metadata)}
 
     @staticmethod
     def board(path, meta: dict) -> str:
         """An upscale result beside its input enlarged by bicubic, in the synced player with zoom."""
         return player_html(upscale_cells(path, meta), zoom=True)
 
-    def stop(self, session: str = "local") -> str:
-        token = self.tokens.get(session)
-        if token is not None:
-            token.cancel()
-        return "Stopped. Results already finished are kept in History."
-
 
 @dataclass
 class UpscaleTab:
-    controls: UpscaleControls
+    controls: dict[str, gr.components.Component]  # by UpscaleRequest field
     handlers: UpscaleHandlers
     board: gr.HTML
     status: gr.Markdown
@@ -194,7 +138,7 @@ class UpscaleTab:
     send_choice: gr.Dropdown
     send: gr.Button
     event: gr.events.Dependency  # the upscale event, to chain history refreshes on
-    run_after: object  # run_after(dependency) -> the upscale, started when `dependency` succeeds
+    run_after: Callable  # run_after(dependency) -> the upscale, started when `dependency` succeeds
 
 
 def build_upscale_tab(
@@ -249,7 +193,7 @@ def build_upscale_tab(
             with gr.Row():
                 send_choice = gr.Dropdown([], label="Send result to", scale=2, elem_id="upscale-send-choice")
                 send = gr.Button("Send", scale=1, elem_id="upscale-send")
-    controls = UpscaleControls(source, scale, steps, seed, schedule)
+    controls = dict(video=source, scale=scale, steps=steps, seed=seed, schedule=schedule)
     loaded = gr.State(None)  # the current input as the model gets it (see UpscaleHandlers.load)
     last = gr.State(None)
 
@@ -270,35 +214,12 @@ def build_upscale_tab(
     source.change(on_source, [source, scale], [loaded, source_info, view, view_image, status])
     scale.change(h.input_line, [loaded, scale], source_info, queue=False, show_progress="hidden")
 
-    def run(video, k, n_steps, seed_value, sched, request: gr.Request, progress=gr.Progress()):
-        session = session_key(request)
+    fill = fill_board(board, last)
+    wired = h.wire(go, stop, controls, [status, preview, board, last], fill, spaces, concurrency_id)
 
-        def fill(ev: dict, out: dict) -> None:
-            if "preview" in ev:
-                out[preview] = preview_html(ev["preview"])
-            if "result" in ev:
-                out[board] = ev["board"]
-                out[last] = ev["result"]
-
-        events = h.upscale(video, k, n_steps, seed_value, sched, session=session, folder=spaces.of(request).folder)
-        yield from stream_updates(events, progress, status, fill)
-
-    outputs_ = [status, preview, board, last]
-    event = go.click(run, controls.as_list(), outputs_, concurrency_limit=1, concurrency_id=concurrency_id)
-
-    def do_stop(request: gr.Request):
-        return h.stop(session_key(request))
-
-    # The token stops the engine within one step; cancelling the event frees the queue slot.
-    stop.click(do_stop, None, status, cancels=[event], queue=False)
-
-    def run_after(dependency):
+    def run_after(dependency: gr.events.Dependency) -> gr.events.Dependency:
         """Start an upscale with the tab's current values once `dependency` succeeds (another tab's
         "Upscale 4x" fills them first); Stop stops it too."""
-        started = dependency.success(
-            run, controls.as_list(), outputs_, concurrency_limit=1, concurrency_id=concurrency_id
-        )
-        stop.click(None, None, None, cancels=[started], queue=False)
-        return started
+        return wired.start(dependency.success)
 
-    return UpscaleTab(controls, h, board, status, last, send_choice, send, event, run_after)
+    return UpscaleTab(controls, h, board, status, last, send_choice, send, wired.event, run_after)

@@ -205,12 +205,15 @@ def _upscale_handlers(engine, workdir: Path) -> UpscaleHandlers:
 
 
 def _edit_job(h: EditHandlers, video) -> list[dict]:
-    settings = ("instruction", "make the star yellow", "", "auto", 0, 1, 5.0, 1.5, 0.6, "linear-quadratic")
-    return list(h.edit(video, *settings))
+    return list(h.run(video=video, mode="instruction", instruction="make the star yellow", seed=0, steps=1))
 
 
 def _pt_job(h: PersonalizeHandlers, reference) -> list[dict]:
-    return list(h.generate(reference, "", "the character moving right", 0, 1, 5.0, 2.0, 4, "linear-quadratic"))
+    return list(h.run(reference=reference, prompt="the character moving right", seed=0, steps=1, frames=4))
+
+
+def _upscale_job(h: UpscaleHandlers, video, scale: int = 2) -> list[dict]:
+    return list(h.run(video=video, scale=scale, steps=1, seed=0))
 
 
 class Tab:
@@ -239,7 +242,7 @@ class Tab:
         if self.name == "edit":
             return _edit_job(self.h, str(path))
         if self.name == "upscale":
-            return list(self.h.upscale(str(path), 2, 1, 0))
+            return _upscale_job(self.h, str(path))
         if self.name == "pt-reference":
             return _pt_job(self.h, str(path))
         return None  # a clip to take a frame from is read by take_from alone
@@ -250,7 +253,7 @@ class Tab:
             return _edit_job(self.h, str(self.good_clip))[-1]
         if self.name == "upscale":
             assert "summary" in self.h.load(self.good_clip)
-            return list(self.h.upscale(str(self.good_clip), 2, 1, 0))[-1]
+            return _upscale_job(self.h, str(self.good_clip))[-1]
         reference = str(self.good_png)
         if self.name == "pt-take":
             taken = self.h.take_from(str(self.good_clip))
@@ -501,16 +504,16 @@ def test_a_clip_too_long_to_upscale_is_refused_from_its_header_with_what_fits(en
     got = h.load(str(long))
     assert set(got) == {"error"} and "long.mp4 is too long to upscale" in got["error"]
     assert "up to 4 frames of this size (0.5 s at 8 fps)" in got["error"]
-    events = list(h.upscale(str(long), 4, 1, 0))
+    events = _upscale_job(h, str(long), 4)
     assert events[-1]["error"] == got["error"] and len(events) == 1
     assert spy["frames"] == 0 and spy["model"] == 0  # refused from the header: nothing decoded
     assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
     # A header that says nothing about length passes the first check; decoded, it is refused.
     unsized = headerless_mkv(tmp_path / "upload" / "unsized.mkv", solid(8, 32, 32, (200, 30, 30)))
-    assert "unsized.mkv is too long to upscale" in list(h.upscale(str(unsized), 4, 1, 0))[-1]["error"]
+    assert "unsized.mkv is too long to upscale" in _upscale_job(h, str(unsized), 4)[-1]["error"]
     assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
     # An image always fits (one frame), and a clip within the budget is upscaled.
     assert "view" in h.load(str(_good_png(tmp_path / "upload" / "still.png")))
     short = _good_mp4(tmp_path / "upload" / "short.mp4", 32, 4)
-    final = list(h.upscale(str(short), 4, 1, 0))[-1]
+    final = _upscale_job(h, str(short), 4)[-1]
     assert "result" in final and [e.media for e in History(engine.outputs_dir).entries()] == [Path(final["result"])]

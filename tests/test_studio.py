@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.engine import Engine
-from engine.tasks import UpscaleRequest
+from engine.tasks import EditRequest, SDEditRequest, UpscaleRequest
 from engine.video_io import read_image, read_video, write_png, write_video
 from engine.world.characters import Character
 from engine.world.palette import COLORS
@@ -21,15 +21,16 @@ from studio.characters import CharacterNameError, CharacterStore
 from studio.compare import compare_html
 from studio.edit_tab import EditHandlers, difference
 from studio.edit_tab import settings_values as edit_settings_values
+from studio.handler import preview_strip
 from studio.history import History
 from studio.personalize_tab import PersonalizeHandlers
 from studio.personalize_tab import settings_values as pt_settings_values
-from studio.t2v_tab import T2VHandlers, preview_strip, settings_values
+from studio.t2v_tab import T2VHandlers, settings_values
 from studio.upscale_tab import UpscaleHandlers
 
 SETTINGS = dict(
     prompt="a red circle moving left on a blue background",
-    negative="",
+    negative_prompt="",
     seed=3,
     steps=3,
     guidance=4.0,
@@ -45,7 +46,7 @@ def engine(tiny_model_dir, tmp_path):
 
 
 def run(h, session="a", batch=1, **kw):
-    return list(h.generate(**(SETTINGS | kw), batch=batch, session=session))
+    return list(h.run(**(SETTINGS | kw), batch=batch, session=session))
 
 
 def test_generate_streams_progress_previews_and_result(engine):
@@ -79,7 +80,7 @@ def test_errors_are_messages_and_next_job_works(engine):
 def test_stop_only_stops_that_session(engine):
     tokens = {}
     h = T2VHandlers(engine, tokens)
-    gen = h.generate(**(SETTINGS | {"steps": 30}), batch=1, session="alice")
+    gen = h.run(**(SETTINGS | {"steps": 30}), batch=1, session="alice")
     next(gen)
     other = T2VHandlers(engine, tokens)
     other.stop("bob")  # bob has no job: nothing happens to alice
@@ -101,7 +102,7 @@ def test_history_lists_reopens_and_deletes(engine, tmp_path):
     assert [e.seed for e in entries] == [2, 1] and entries[0].media.suffix == ".png" and entries[1].is_video
     assert entries[0].thumb is not None and entries[0].thumb.is_file()
     values = settings_values(entries[1].request)
-    assert values[0] == SETTINGS["prompt"] and values[2] == 1 and values[5] == 8
+    assert values["prompt"] == SETTINGS["prompt"] and values["seed"] == 1 and values["frames"] == 8
     html = compare_html(entries)
     assert html.count("<video") == 1 and html.count("<img") == 1 and "cmp-scrub" in html
     assert hist.delete(entries[1].id) and not any(f.exists() for f in [__import__("pathlib").Path(first)])
@@ -191,7 +192,7 @@ def test_the_tab_shows_how_the_prompt_is_read(rewriting_model, tmp_path):
     off = run(h, rewrite=False)
     assert off[0]["reading"] == ""
     meta = json.loads(open(off[-1]["result"].replace(".mp4", ".json")).read())
-    assert meta["rewrite"] is None and settings_values(meta["request"])[8] is False
+    assert meta["rewrite"] is None and settings_values(meta["request"])["rewrite"] is False
 
 
 # -- the Edit tab --------------------------------------------------------------------------------
@@ -208,6 +209,7 @@ EDIT = dict(
     strength=0.6,
     schedule="linear-quadratic",
 )
+EDIT_CONTROLS = ["video", *EDIT, "rewrite", "upscale"]  # the Edit tab's controls, as reopen fills them
 
 
 @pytest.fixture()
@@ -219,7 +221,7 @@ def source_clip(tmp_path):
 
 
 def edit(h, video, session="a", **kw):
-    return list(h.edit(video, **(EDIT | kw), session=session))
+    return list(h.run(video=video, **(EDIT | kw), session=session))
 
 
 def test_edit_source_is_shown_as_the_model_sees_it(engine, source_clip, tmp_path):
@@ -229,7 +231,7 @@ def test_edit_source_is_shown_as_the_model_sees_it(engine, source_clip, tmp_path
     view, _ = read_video(src["view"])
     assert view.shape == (8, 64, 64, 3)
     kept = np.load(src["frames"])
-    assert kept.shape == (8, 64, 64, 3) and np.array_equal(kept, engine.load_source(source_clip).frames)
+    assert kept.shape == (8, 64, 64, 3) and np.array_equal(kept, engine.inspect("edit", source_clip).frames)
     # Its top edge is the scene's blue (the upload is H.264: within a few levels); the bars were cropped away.
     assert np.abs(kept[0, 2, 32].astype(int) - COLORS["blue"]).max() <= 4 and kept[0, :, :2].min() > 20
     # A bad upload is a message, nothing else.
@@ -297,19 +299,61 @@ def test_edit_needs_an_edit_model_for_instructions(tiny_model_dir, source_clip, 
     assert "no edit model" in edit(h, source_clip)[-1]["error"]
 
 
-def test_edit_describe_mode_runs_sdedit(engine, source_clip, tmp_path):
-    h = EditHandlers(engine, {}, tmp_path / "work")
-    final = edit(h, source_clip, mode="sdedit", prompt="a yellow circle moving left on a blue background")[-1]
+def test_edit_describe_mode_runs_sdedit_and_reopens_in_describe_mode(engine, source_clip, tmp_path):
+    h = EditHandlers(engine, {}, tmp_path / "out" / ".studio")
+    described = "a yellow circle moving left on a blue background"
+    # The mode picks the request: an instruction edit, or an SDEdit of the described result.
+    assert type(h.request(EDIT | {"video": source_clip})) is EditRequest
+    sd = h.request(EDIT | {"mode": "sdedit", "video": source_clip, "prompt": described})
+    assert sd == SDEditRequest(video=source_clip, prompt=described, seed=2, steps=3, strength=0.6)
+    final = edit(h, source_clip, mode="sdedit", prompt=described)[-1]
     assert "result" in final, final
+    assert f"described: “{described}”" in final["status"] and final["board"].count("<video") == 3
     entry = History(tmp_path / "out").entries()[0]
-    assert entry.prompt == "edit: a yellow circle moving left on a blue background"
+    assert entry.task == "sdedit" and entry.request["strength"] == 0.6 and "instruction" not in entry.request
+    assert entry.prompt == f"edit: {described}"
     assert "strength 0.6" in entry.settings_text()
+    # The page's Edit button (its controls' values by name) runs an SDEdit in describe mode too.
+    demo = build_ui(engine, tmp_path / "out")
+    (page_run,) = [f.fn for f in fn_named(demo, "run") if "mode" in f.input_keyword_names]
+    given = {"video": source_clip, **EDIT, "mode": "sdedit", "prompt": described, "rewrite": True, "upscale": 0}
+    last = list(page_run(**given, request=None, progress=lambda *a, **k: None))[-1]
+    assert any(f"described: “{described}”" in str(v) for v in last.values()), last
+    # Reopened: the Edit tab, in describe mode, with the prompt and strength it was made with.
+    (reopen,) = fn_named(demo, "reopen")
+    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT_CONTROLS)
+
+    def reopened(entry_id: str) -> dict:
+        out = reopen.fn(entry_id)
+        assert out[0].selected == "edit"
+        return dict(zip(EDIT_CONTROLS, out[1 + t2v_n : 1 + t2v_n + edit_n], strict=True))
+
+    values = reopened(entry.id)
+    assert values["mode"] == "sdedit" and values["prompt"] == described and values["strength"] == 0.6
+    assert values["video"] == source_clip and values["instruction"] == "" and values["edit_task"] == "auto"
+    # A result of an older studio (an edit request with mode "sdedit") reopens in describe mode too.
+    old = tmp_path / "out" / "20200101-000000-edit-5.mp4"
+    shutil.copyfile(entry.media, old)
+    request = {"task": "edit", "mode": "sdedit", "video": source_clip, "instruction": "", "prompt": described}
+    request |= {"edit_task": "auto", "seed": 5, "steps": 3, "guidance": 5.0, "source_guidance": 1.5, "strength": 0.4}
+    meta = {"request": request, "created": "2020-01-01T00:00:00+00:00"}
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    legacy = History(tmp_path / "out").get(old.stem)
+    assert legacy.prompt == f"edit: {described}" and "strength 0.4" in legacy.settings_text()
+    values = reopened(old.stem)
+    assert values["mode"] == "sdedit" and values["prompt"] == described and values["strength"] == 0.4
+    assert values["seed"] == 5 and values["video"] == source_clip
+    # ... and an instruction edit of an older studio (mode "instruction") in its own mode.
+    request |= {"mode": "instruction", "instruction": "make the circle yellow"}
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    assert History(tmp_path / "out").get(old.stem).prompt == "edit: make the circle yellow"
+    assert reopened(old.stem)["mode"] == "instruction"
 
 
 def test_edit_stop(engine, source_clip, tmp_path):
     tokens = {}
     h = EditHandlers(engine, tokens, tmp_path / "work")
-    gen = h.edit(source_clip, **(EDIT | {"steps": 30}), session="alice")
+    gen = h.run(video=source_clip, **(EDIT | {"steps": 30}), session="alice")
     next(gen)
     h.stop("alice")
     rest = list(gen)
@@ -330,7 +374,9 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     final = edit(h, source_clip, seed=7, steps=2, source_guidance=2.0)[-1]
     entry = History(tmp_path / "out").entries()[0]
     values = edit_settings_values(entry.request, h.source_for(entry.meta))
-    assert values == [source_clip, *(EDIT | dict(seed=7, steps=2, source_guidance=2.0)).values(), True, 0]
+    expected = {"video": source_clip, **EDIT, "seed": 7, "steps": 2, "source_guidance": 2.0, "rewrite": True}
+    expected["upscale"] = 0
+    assert list(expected) == EDIT_CONTROLS and {k: values[k] for k in expected} == expected
     # The studio's own reopen: the Edit tab's fields filled, the T2V tab's left alone.
     demo = build_ui(engine, tmp_path / "out")
     (reopen,) = fn_named(demo, "reopen")
@@ -338,19 +384,20 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     assert out[0].selected == "edit"
     t2v_n = len(SETTINGS) + 2  # the T2V controls (with rewrite and then-upscale)
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
-    assert out[1 + t2v_n : 1 + t2v_n + len(values)] == values
+    edit_n = len(EDIT_CONTROLS)
+    assert out[1 + t2v_n : 1 + t2v_n + edit_n] == list(expected.values())
     # The Upscale tab's 5 controls and its board, the Personalize tab's controls and its board.
-    assert out[1 + t2v_n + len(values) :] == [gr.skip()] * (6 + PT_N + 1)
+    assert out[1 + t2v_n + edit_n :] == [gr.skip()] * (6 + PT_N + 1)
     # A T2V result still reopens in its own tab, the Edit tab left alone.
     run(T2VHandlers(engine, {}), steps=1, frames=1)
     out = reopen.fn(History(tmp_path / "out").entries()[0].id)
     assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"]
-    assert out[1 + t2v_n :] == [gr.skip()] * (len(values) + 6 + PT_N + 1)
+    assert out[1 + t2v_n :] == [gr.skip()] * (edit_n + 6 + PT_N + 1)
     # With the upload gone, the source the model saw (kept by the tab) stands in for it.
     h.load(source_clip)
     Path(source_clip).unlink()
     kept = h.source_for(entry.meta)
-    assert kept and np.array_equal(engine.load_source(kept).frames.shape, (8, 64, 64, 3))
+    assert kept and np.array_equal(engine.inspect("edit", kept).frames.shape, (8, 64, 64, 3))
     # Send to Edit, from any result view: the tab switches and the result becomes the source.
     sends = fn_named(demo, "send")
     assert len(sends) == 5  # History, Text to video, Edit, Personalize, Upscale
@@ -370,6 +417,10 @@ def small_clip(tmp_path):
     base = rng.integers(0, 256, (1, 48, 64, 3))
     frames = np.clip(base + np.arange(8)[:, None, None, None] * 4, 0, 255).astype(np.uint8)
     return str(write_video(tmp_path / "upload" / "small.mp4", frames, 8))
+
+
+def upscale(h, video, scale, steps, seed, session="local"):
+    return h.run(video=video, scale=scale, steps=steps, seed=seed, session=session)
 
 
 def upscale_handlers(engine, tmp_path, tokens=None):
@@ -396,7 +447,7 @@ def test_upscale_says_what_the_model_gets(engine, small_clip, tmp_path):
 
 def test_upscale_streams_progress_previews_and_plays_beside_bicubic(engine, small_clip, tmp_path):
     h = upscale_handlers(engine, tmp_path)
-    evs = list(h.upscale(small_clip, 4, 3, 5))
+    evs = list(upscale(h, small_clip, 4, 3, 5))
     assert [e["progress"] for e in evs if "progress" in e] == [(1, 3), (2, 3), (3, 3)]
     assert "ETA" in evs[0]["status"]
     previews = [e["preview"] for e in evs if "preview" in e]
@@ -425,26 +476,26 @@ def test_upscale_streams_progress_previews_and_plays_beside_bicubic(engine, smal
 def test_upscale_an_image_gives_a_png_beside_its_bicubic(engine, tmp_path):
     img = write_png(tmp_path / "still.png", render(Scene("white", (ShapeObject("green", "star", "still"),)), 40, 1)[0])
     h = upscale_handlers(engine, tmp_path)
-    final = list(h.upscale(str(img), 2, 1, 0))[-1]
+    final = list(upscale(h, str(img), 2, 1, 0))[-1]
     assert final["result"].endswith(".png") and final["board"].count("<img") == 2
     assert "40x40 -> 80x80 (2x)" in final["status"]
 
 
 def test_upscale_errors_then_the_next_job_works(engine, small_clip, tmp_path):
     h = upscale_handlers(engine, tmp_path)
-    assert list(h.upscale("", 4, 3, 0))[-1]["error"].startswith("No input")
+    assert list(upscale(h, "", 4, 3, 0))[-1]["error"].startswith("No input")
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
-    evs = list(h.upscale(str(bad), 4, 3, 0))
+    evs = list(upscale(h, str(bad), 4, 3, 0))
     assert len(evs) == 1 and "broken.mp4" in evs[0]["error"] and not evs[0]["cancelled"]
-    assert "steps must be between" in list(h.upscale(small_clip, 4, 0, 0))[-1]["error"]
-    assert "result" in list(h.upscale(small_clip, 2, 1, 0))[-1]
+    assert "steps must be between" in list(upscale(h, small_clip, 4, 0, 0))[-1]["error"]
+    assert "result" in list(upscale(h, small_clip, 2, 1, 0))[-1]
 
 
 def test_upscale_stop_then_the_next_job_works(engine, small_clip, tmp_path):
     tokens = {}
     h = upscale_handlers(engine, tmp_path, tokens)
-    gen = h.upscale(small_clip, 4, 30, 0, session="alice")
+    gen = upscale(h, small_clip, 4, 30, 0, session="alice")
     next(gen)
     h.stop("bob")
     assert not tokens["alice"].cancelled
@@ -453,7 +504,7 @@ def test_upscale_stop_then_the_next_job_works(engine, small_clip, tmp_path):
     assert rest[-1].get("cancelled") and "Cancelled" in rest[-1]["status"]
     assert all(e["progress"][0] <= 2 for e in rest if "progress" in e)
     assert History(tmp_path / "out").entries() == []  # nothing saved
-    assert "result" in list(h.upscale(small_clip, 4, 1, 0, session="alice"))[-1]
+    assert "result" in list(upscale(h, small_clip, 4, 1, 0, session="alice"))[-1]
 
 
 def test_then_upscale_in_t2v_is_one_job_and_history_lists_both(engine, tmp_path):
@@ -476,7 +527,7 @@ def test_then_upscale_in_t2v_is_one_job_and_history_lists_both(engine, tmp_path)
         and up.meta["upscaled_from"]["name"] == Path(final["base"]).name
     )
     base = next(e for e in entries if e.task == "t2v")
-    assert settings_values(base.request)[9] == 4  # reopening the clip sets "Then upscale" again
+    assert settings_values(base.request)["upscale"] == 4  # reopening the clip sets "Then upscale" again
     # Off: an ordinary result, no board.
     assert "board" not in run(h, steps=1)[-1]
 
@@ -498,7 +549,7 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     (reopen,) = fn_named(demo, "reopen")
     h = upscale_handlers(engine, tmp_path)
     h.load(small_clip)
-    list(h.upscale(small_clip, 2, 2, 9))
+    list(upscale(h, small_clip, 2, 2, 9))
     entry = History(tmp_path / "out").entries()[0]
     out = reopen.fn(entry.id)
     assert out[0].selected == "upscale"
@@ -541,7 +592,7 @@ def test_without_an_upsampler_the_tab_and_the_cascade_say_so(tiny_model_dir, sma
     assert engine.models.upsampler is None
     h = upscale_handlers(engine, tmp_path)
     assert "no upsampler" in h.input_line(None) and "no upsampler" in h.input_line(h.load(small_clip))
-    assert "no upsampler" in list(h.upscale(small_clip, 4, 2, 0))[-1]["error"]
+    assert "no upsampler" in list(upscale(h, small_clip, 4, 2, 0))[-1]["error"]
     assert "no upsampler" in run(T2VHandlers(engine, {}), steps=1, upscale=4)[-1]["error"]
     demo = build_ui(engine, tmp_path / "out")
     blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
@@ -585,7 +636,7 @@ def pt_handlers(engine, tmp_path, tokens=None):
 
 
 def personalize(h, reference, session="a", **kw):
-    return list(h.generate(reference, **(PT | kw), session=session))
+    return list(h.run(reference=reference, **(PT | kw), session=session))
 
 
 def test_personalize_shows_the_reference_as_the_model_sees_it(engine, star_png, tmp_path):
@@ -671,6 +722,9 @@ def test_a_saved_character_names_its_results_and_deleting_it_keeps_them(engine, 
         h.save_character("", ref, star_png)
     with pytest.raises(CharacterNameError, match="reference the model can read"):
         h.save_character("Other", {"error": "no"}, star_png)
+    # The page keeps the loaded reference without its pixels: saving reads it again, the same.
+    page_loaded = {k: v for k, v in ref.items() if k != "image"}
+    assert "Saved **Stripey**" in h.save_character("Stripey", page_loaded, star_png, replace=True)[0]
     # After a restart: listed, and picking it gives the same reference (the same content).
     saved = CharacterStore(tmp_path / "out" / "characters").get("Stripey")
     assert saved is not None and h.load(str(saved.image))["digest"] == ref["digest"]
@@ -685,8 +739,8 @@ def test_a_saved_character_names_its_results_and_deleting_it_keeps_them(engine, 
     side = Path(final["result"]).with_name(Path(final["result"]).stem + ".reference.png")
     assert side.is_file() and History(tmp_path / "out").entries()[0].id == entry.id
     values = pt_settings_values(entry.request, h.reference_for(entry.media, entry.meta))
-    assert values[0] == str(side) and values[1]["name"] == "Stripey"
-    assert h.reference_name(values[0], values[1]) == "Stripey"
+    assert values["reference"] == str(side) and values["named"]["name"] == "Stripey"
+    assert h.reference_name(values["reference"], values["named"]) == "Stripey"
 
 
 def test_take_a_frame_from_a_result_sent_to_personalize(engine, tmp_path):
@@ -720,7 +774,7 @@ def test_take_a_frame_from_a_result_sent_to_personalize(engine, tmp_path):
 def test_personalize_stop_and_then_upscale(engine, star_png, tmp_path):
     tokens = {}
     h = pt_handlers(engine, tmp_path, tokens)
-    gen = h.generate(star_png, **(PT | {"steps": 30}), session="alice")
+    gen = h.run(reference=star_png, **(PT | {"steps": 30}), session="alice")
     next(gen)
     h.stop("bob")
     assert not tokens["alice"].cancelled

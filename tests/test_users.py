@@ -25,17 +25,16 @@ from studio.spaces import Spaces, UserNameError
 ALICE = SimpleNamespace(username="alice", session_hash="page-a")
 BOB = SimpleNamespace(username="bob", session_hash="page-b")
 # The T2V tab's Generate inputs: the studio tests' settings, as one quick image.
-T2V = SETTINGS | dict(
-    steps=2, frames=1, schedule="linear", rewrite=False, upscale=0, batch=1, last_path=None, prev_path=None
-)
+T2V = SETTINGS | dict(steps=2, frames=1, schedule="linear", rewrite=False, upscale=0, batch=1, last=None, previous=None)
 
 
 def fn(demo, name, takes: str | None = None):
-    """The studio's event function `name` (one taking a parameter `takes`, where names repeat)."""
+    """The studio's event function `name` (one taking an input named `takes`, where names repeat)."""
     found = [
         f.fn
         for f in demo.fns.values()
-        if getattr(f.fn, "__name__", "") == name and (takes is None or takes in f.fn.__code__.co_varnames)
+        if getattr(f.fn, "__name__", "") == name
+        and (takes is None or takes in (*f.fn.__code__.co_varnames, *f.input_keyword_names))
     ]
     assert found, name
     return found[0]
