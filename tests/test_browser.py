@@ -25,9 +25,10 @@ from engine.world.scene import Scene, ShapeObject
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts"
 FLAGS = [

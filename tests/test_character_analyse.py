@@ -72,6 +72,7 @@ def test_reads_images_and_references():
     assert ref.centres[0] == pytest.approx([0.5, 0.5], abs=1 / 64) and ref.sizes[0] == pytest.approx(0.3, abs=1 / 64)
 
 
+@pytest.mark.slow
 def test_accuracy_on_random_truth():
     acc = analyser_accuracy(n=60, seed=1, held_out=True, frames=8)
     assert min(acc.values()) > 0.95, acc

@@ -5,6 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # detached processes and their polls: about 8 s
+
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "device_job.sh"
 
 

@@ -226,6 +226,7 @@ def test_source_audio_goes_into_the_edit(engine, tmp_path):
         assert abs(float(c.streams.audio[0].duration * c.streams.audio[0].time_base) - 2.0) < 0.1
 
 
+@pytest.mark.slow
 def test_edit_eval_measures_the_do_nothing_baseline(engine):
     from engine.eval.edit import evaluate_edit, psnr, untouched
 

@@ -28,6 +28,7 @@ def test_known_devices():
     assert available_devices()[:2] == ["auto", "cpu"]
 
 
+@pytest.mark.slow
 def test_cli_and_app_refuse_a_bad_device_in_one_line(tmp_path):
     cli = [sys.executable, "-m", "engine", "generate", "--prompt", "a red circle", "--device", "tpu"]
     r = subprocess.run([*cli, "--out", str(tmp_path / "x.mp4")], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -43,6 +44,7 @@ def test_the_negative_prompt_has_the_prompts_limit():
         T2VRequest(prompt="a red circle", negative_prompt="x" * 100_000).validate()
 
 
+@pytest.mark.slow
 def test_app_start_up_errors_are_one_line(tmp_path):
     """An outputs folder that cannot be written and a port already taken: one clear line, exit 2."""
     import socket

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from engine.engine import Engine
 from engine.tasks import T2VRequest
@@ -20,6 +21,7 @@ def _clip(color: str, shape: str, background: str) -> np.ndarray:
     return render(scene, 64, 4)
 
 
+@pytest.mark.slow  # four threads of readings beside a job: about 9 s
 def test_readings_while_a_job_runs_match_readings_alone(rewriting_model, tmp_path):
     engine = Engine(rewriting_model, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
     engine.scenes.size = 3  # evictions happen while the threads read

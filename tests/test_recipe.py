@@ -16,6 +16,7 @@ from engine.train.recipe import train
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     out = train("tiny", tmp_path / "model", device="cpu")
     for part in ("tae", "t2v", "rewrite", "edit", "upscale", "personalize"):
@@ -37,6 +38,7 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     assert personalizer is not None and personalizer.cfg.reference is not None  # the pt2v stage ran
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     a = train("tiny", tmp_path / "a", device="cpu", stages=("tae",))
     b = train("tiny", tmp_path / "b", device="cpu", stages=("tae",))
@@ -48,6 +50,7 @@ def test_same_seed_same_weights(tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa if k.startswith("preview_"))
 
 
+@pytest.mark.slow
 def test_recipe_runs_under_torchrun_on_two_ranks(tmp_path):
     """The same command under torchrun (two CPU ranks, Gloo), as on several GPUs. The recipe fails
     if the ranks end a stage holding different weights or latent statistics, and the refine stage
@@ -64,6 +67,7 @@ def test_recipe_runs_under_torchrun_on_two_ranks(tmp_path):
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
 
 
+@pytest.mark.slow
 def test_character_tae_stage_goes_on_from_the_tae_and_keeps_its_latent_statistics(tmp_path):
     """The optional 'chartae' stage: the TAE trained further with characters in its data. The
     latent normalisation (what every generator was trained with) stays as it was; weights move."""
@@ -97,6 +101,7 @@ class _Killed(BaseException):
     """What a kill does to a run: it stops wherever it is (not an Exception: nothing catches it)."""
 
 
+@pytest.mark.slow
 def test_a_killed_t2v_stage_goes_on_from_its_last_state_to_the_unbroken_runs_weights(tmp_path, monkeypatch, capsys):
     """The T2V stage is killed inside its 4th step (the tiny preset saves its state every 2 steps)
     and the same command is given again: it goes on from step 2, on the data it cached, without
@@ -138,6 +143,7 @@ def test_a_killed_t2v_stage_goes_on_from_its_last_state_to_the_unbroken_runs_wei
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_stages_are_one_table_selected_by_name():
     """--stages picks rows of recipe.STAGES by name; they run in the table's order, a preset without
     a stage skips it, and a name not in the table is refused with the names that are."""

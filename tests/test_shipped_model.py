@@ -16,6 +16,8 @@ from engine.world.analyse import analyse, score
 from engine.world.captions import SLOTS, caption_labels
 from engine.world.scene import Scene, ShapeObject
 
+pytestmark = pytest.mark.slow  # the shipped model in assets/, at its full size
+
 PSNR_FLOOR = 33.0  # dB; `eval tae` (48 held-out clips) gives 35.3 dB, 35.8 on the 4 checked here
 UPSCALE_GAIN_FLOOR = 0.2  # dB over bicubic; this star gains +0.37 dB, 12 held-out world clips +1.7 (0.3 to 3.1)
 

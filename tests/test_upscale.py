@@ -32,6 +32,7 @@ def _clip(frames: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + np.arange(frames)[:, None, None, None] * 3, 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_a_64px_clip_becomes_256px_with_the_same_frames_and_rate(engine, tmp_path):
     src = write_video(tmp_path / "in.mp4", _clip(32, 64, 64), 8.0, {})
     res = engine.generate(UpscaleRequest(video=str(src), steps=2), out=tmp_path / "up.mp4")
@@ -104,6 +105,7 @@ def test_decoding_straight_to_frames_is_the_whole_blend_made_uint8(frames, h, w,
         assert got.dtype == np.uint8 and np.array_equal(got, to_frames(whole[0]))
 
 
+@pytest.mark.slow
 def test_a_long_clip_is_upscaled_a_span_at_a_time_and_written_as_it_is_decoded(engine, tmp_path, monkeypatch):
     """Memory flat in length: no step holds the clip at the larger size whole. Every bicubic
     enlargement (encoder, decoder, the baseline beside the result) is of one span, every decoded
@@ -191,6 +193,7 @@ def test_tiled_encoding_is_the_whole_frame_when_one_tile_holds_it(tiny_model_dir
     assert tiled.shape == whole.shape and torch.isfinite(tiled).all()
 
 
+@pytest.mark.slow
 def test_generate_then_upscale_is_one_job_with_one_progress_bar(engine, tmp_path):
     req = T2VRequest(prompt="a red circle moving left on a blue background", frames=8, steps=3, upscale=4)
     events = list(engine.run(req, out=tmp_path / "big.mp4"))

@@ -167,6 +167,7 @@ def call(url, data=None, cookie=None, timeout=5):
         return e.code, e.headers
 
 
+@pytest.mark.slow
 def test_routes_that_start_cancel_or_read_work_need_the_sign_in(signed_in_studio, tmp_path):
     demo, spaces = signed_in_studio
     result = spaces.of(ALICE).folder / "r.png"

@@ -76,6 +76,7 @@ def test_held_out_rule_is_stable_and_about_ten_percent():
     assert not any(is_held_out(o, s.background) for s in train for o in s.objects)
 
 
+@pytest.mark.slow
 def test_analyser_reads_rendered_clips():
     rng = np.random.default_rng(3)
     ok = 0
@@ -106,7 +107,8 @@ def test_analyser_survives_faint_objects():
     # A colour present only as faint specks (never half-covering a pixel) must not crash.
     frames = np.zeros((4, 32, 32, 3), np.uint8) + np.array(COLORS["blue"], np.uint8)
     frames[:, 10:14, 10:14] = (np.array(COLORS["red"]) * 0.45 + np.array(COLORS["blue"]) * 0.55).astype(np.uint8)
-    analyse(frames)
+    read = analyse(frames)
+    assert read.background == "blue" and read.objects == []  # specks are not an object
 
 
 def test_parallel_rendering_gives_the_same_pixels():
@@ -143,6 +145,7 @@ def _shear(frames: np.ndarray, per_row: float) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["circle", "square", "triangle", "star"])
 def test_analyser_reads_soft_and_lopsided_shapes(shape):
     # Generated and decoded clips have soft edges and imperfect geometry; a star still reads as a
@@ -173,6 +176,7 @@ def test_analyser_calls_a_shape_outside_the_world_unclear():
         assert not score(analyse(frames), Scene("blue", (ShapeObject("orange", shape, "still"),))).satisfied
 
 
+@pytest.mark.slow
 def test_eval_t2v_scores_what_the_engine_draws():
     from types import SimpleNamespace
 
@@ -205,6 +209,7 @@ class _CodecStandIn(torch.nn.Module):
         return z[:, :, :frames]
 
 
+@pytest.mark.slow
 def test_eval_t2v_reports_the_autoencoder_ceiling():
     """With an engine's TAE, eval t2v also scores the true clips after a round trip: what the
     latent space lets any generator reach."""
