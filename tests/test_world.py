@@ -221,7 +221,8 @@ def test_eval_t2v_reports_the_autoencoder_ceiling():
     truth = {it.prompt: render(it.scene) for it in items}
     for lossless in (True, False):
         engine = SimpleNamespace(
-            generate=lambda req: SimpleNamespace(frames=truth[req.prompt]), tae=_CodecStandIn(lossless)
+            generate=lambda req: SimpleNamespace(frames=truth[req.prompt]),
+            models=SimpleNamespace(tae=_CodecStandIn(lossless)),
         )
         lines: list[str] = []
         res = evaluate_t2v(engine, items, log=lines.append)

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, write_atomic
 from ..precision import bf16_is_fast
 
 
@@ -185,10 +186,9 @@ def save_state(
         tensors[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
         steps[str(i)] = float(st["step"])
     ft, fj = _state_paths(folder)
-    ft.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(ft) + ".part")
-    Path(str(ft) + ".part").replace(ft)
-    fj.write_text(json.dumps({"step": step, "opt_steps": steps}))
+    with atomic_path(ft) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    write_atomic(fj, json.dumps({"step": step, "opt_steps": steps}).encode())
 
 
 def has_state(folder: Path) -> bool:
@@ -345,8 +345,6 @@ def cached(
             return {k: data[k] for k in sizes}
     data = make()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = Path(str(path) + ".part")
-        save_file({k: v.detach().cpu().contiguous() for k, v in data.items()}, str(part))
-        part.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in data.items()}, str(tmp))
     return data

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path
 from ..checkpoint import save_component
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
@@ -137,10 +138,8 @@ def build_data(dcfg: UpscaleDataConfig, tae: TAE, rt: Runtime, run: Path) -> Ups
                 z = torch.cat([tae.encode(to_tensor(v)[None].to(rt.device)).cpu() for v in truth])
                 c = torch.cat([tae.encode(to_tensor(v)[None].to(rt.device)).cpu() for v in up])
             if rt.main:
-                f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_suffix(".part")
-                save_file({"truth": tt, "enlarged": tu, "z": z.contiguous(), "c": c.contiguous()}, str(tmp))
-                tmp.replace(f)
+                with atomic_path(f) as tmp:
+                    save_file({"truth": tt, "enlarged": tu, "z": z.contiguous(), "c": c.contiguous()}, str(tmp))
                 print(
                     f"[updata] {min(start + dcfg.chunk, total)}/{total} ({time.perf_counter() - t0:.0f}s)", flush=True
                 )
