@@ -35,7 +35,7 @@ class ModelSet:
     editor: Generator | None  # instruction editing (without one, the Edit tab offers SDEdit only)
     upsampler: Generator | None  # the upsampler's transformer...
     updecoder: SkipDecoder | None  # ... and its decoder (which also sees the enlarged input)
-    personalizer: Generator | None  # the T2V generator grown with a vision encoder for the reference
+    personalizer: Generator | None  # the T2V generator grown to read a reference picture (docs/conditioning.md)
     # Each role's id: the folder's name and the digests of what it reads (TAE, generator, rewriter,
     # then the task's own weights), so a cache entry or result names exactly the weights behind it.
     ids: dict[str, str]

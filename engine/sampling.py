@@ -14,6 +14,7 @@ from .tiling import blend_nd, blend_tiles, grid_spans, tile_boxes, tile_starts
 S_MIN = 1e-5
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t (B,)) -> v
+LAID_OUT_LIKE_X = ("cond", "source")  # model keywords cut with x into windows (an edit's source)
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, total, x, x1_hat)
 
 
@@ -116,8 +117,8 @@ def windowed(
 ) -> Callable[..., torch.Tensor]:
     """The model run over overlapping windows, blended where they overlap (MultiDiffusion):
     clips longer or larger than what it was trained on keep its quality, and its memory stays
-    flat in length and frame size. Keyword tensors laid out like x (`cond`, the source latents)
-    are cut the same way; the rest (context, task) are shared by every window. Same signature as
+    flat in length and frame size. Keyword tensors laid out like x (LAID_OUT_LIKE_X: the source
+    latents) are cut the same way; the rest (context, task) are shared by every window. Same signature as
     the model.
 
     An int window tiles time only, joined with docs/system.md's linear blend (`blend_tiles`). A tuple
@@ -136,7 +137,10 @@ def windowed(
                 return model(x, t, **kwargs)
             pieces = []
             for s in tile_starts(total, window, step):
-                part = {k: v[:, :, s : s + window] if k == "cond" and v is not None else v for k, v in kwargs.items()}
+                part = {
+                    k: v[:, :, s : s + window] if k in LAID_OUT_LIKE_X and v is not None else v
+                    for k, v in kwargs.items()
+                }
                 pieces.append((s, model(x[:, :, s : s + window], t, **part)))  # (B, C, window, h, w)
             return blend_tiles(pieces, total)  # (B, C, T, h, w)
 
@@ -163,7 +167,7 @@ def windowed(
                 part = {
                     name: (
                         torch.cat([v[r] for r in regions])
-                        if name == "cond"
+                        if name in LAID_OUT_LIKE_X
                         else torch.cat([v] * k)
                         if isinstance(v, torch.Tensor)
                         else v

@@ -23,6 +23,13 @@ from engine.train.personalize_stage import grow_for_personalization, personalize
 from engine.train.recipe import PRESETS, edit_generator_config  # noqa: E402
 
 
+def _open_blocks(model: Generator) -> None:
+    """An untrained DiT's blocks are the identity (their gates start at zero), so nothing in the
+    sequence would reach the output; open them a little so a condition's tokens visibly act."""
+    for block in model.dit.blocks:
+        block.mod_table.normal_(std=0.1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
@@ -36,16 +43,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     with torch.no_grad():  # an untrained generator outputs exactly zero; give it some signal
         gen.dit.out.weight.normal_(std=0.02)
     save_component(out / "t2v", "generator", p.generator, gen)
-    # The edit model grown from it (source channels and task embedding start at zero); give its
-    # new inputs some signal too, so tests can see them act.
+    # The edit model grown from it (the source in the sequence; the task embedding starts at zero,
+    # given some signal so tests can see it act).
     ecfg = edit_generator_config(p.generator)
     editor = grow_for_editing(gen, ecfg)
     with torch.no_grad():
-        editor.dit.cond_embed.weight.normal_(std=0.1)
         editor.dit.task_embed.weight.normal_(std=0.1)
+        _open_blocks(editor)
     save_component(out / "edit", "generator", ecfg, editor)
     # The upsampler: its transformer and its skip decoder (from the TAE decoder's weights), with
     # some signal in the parts that start at zero.
+    torch.manual_seed(1)  # each task model seeded on its own: another one's design leaves it be
     up = Generator(p.upsampler)
     updec = SkipDecoder(p.tae)
     updec.decoder.load_state_dict(tae.decoder.state_dict())
@@ -55,9 +63,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         updec.residual.weight.normal_(std=0.01)
     save_component(out / "upscale", "generator", p.upsampler, up)
     save_component(out / "upscale-decoder", "skip_decoder", p.tae, updec)
-    # The personalization model: the T2V generator with a vision encoder for the reference.
+    # The personalization model: the T2V generator reading the reference in the sequence.
     pcfg = personalize_generator_config(p.generator, p.reference)
-    save_component(out / "personalize", "generator", pcfg, grow_for_personalization(gen, pcfg))
+    torch.manual_seed(2)
+    personalizer = grow_for_personalization(gen, pcfg)
+    with torch.no_grad():
+        _open_blocks(personalizer)
+    save_component(out / "personalize", "generator", pcfg, personalizer)
     return out
 
 

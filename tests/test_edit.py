@@ -87,24 +87,52 @@ def test_grown_edit_model_starts_as_the_t2v_model():
     t2v = Generator(gcfg).eval()
     with torch.no_grad():
         t2v.dit.out.weight.normal_(std=0.1)
+        for block in t2v.dit.blocks:  # open the blocks (their gates start at zero)
+            block.mod_table.normal_(std=0.1)
     ed = grow_for_editing(t2v, edit_generator_config(gcfg)).eval()
     x, t = torch.randn(2, 4, 2, 8, 8), torch.tensor([0.3, 0.7])
     ctx = t2v.encode_prompts(["a red circle", ""])
     src = torch.randn(2, 4, 2, 8, 8)
     task = torch.tensor([TASKS.index("recolor"), 0])
+    drop = torch.zeros(2, dtype=torch.bool)
     with torch.no_grad():
-        c = ed(x, t, cond=src, task=task, **ctx)
-        d = ed(x, t, cond=torch.randn_like(src), task=task, **ctx)
-        e = ed(x, t, cond=src, **ctx)  # no task given: "generate"
-        f = ed(x, t, cond=src, task=torch.zeros(2, dtype=torch.long), **ctx)
-    # Zero-initialised source channels: the source has no effect until training gives it one.
-    assert torch.allclose(c, d, atol=1e-6) and torch.allclose(e, f)
+        plain = t2v(x, t, **ctx)
+        masked = ed(x, t, source=src, source_keep=drop, **ctx)  # the source masked out, no task
+        absent = ed(x, t, **ctx)
+        c = ed(x, t, source=src, task=task, **ctx)
+        d = ed(x, t, source=torch.randn_like(src), task=task, **ctx)
+        e = ed(x, t, source=src, **ctx)  # no task given: "generate"
+        f = ed(x, t, source=src, task=torch.zeros(2, dtype=torch.long), **ctx)
+    # Without its source it is the grown model given nothing (the T2V model but for the task's
+    # context tokens); with one, the source acts from the start: nothing has to grow from zero.
+    assert torch.allclose(masked, absent, atol=1e-6)
+    assert (plain - absent).abs().max() > 0  # the task tokens (their projection has a bias)
+    assert (c - d).abs().mean() > 1e-4 and torch.allclose(e, f)
     # Every T2V weight is carried over; the task embedding starts at zero.
     own = ed.state_dict()
     for k, v in t2v.state_dict().items():
         assert torch.equal(own[k], v), k
-    assert not ed.dit.task_embed.weight.any() and not ed.dit.cond_embed.weight.any()
-    assert ed.dit.cond_embed.weight.shape[1] == 4 and ed.cfg.dit.tasks == len(TASKS)
+    assert not ed.dit.task_embed.weight.any() and not hasattr(ed.dit, "cond_embed")
+    assert ed.dit.markers.shape[0] == 2 and ed.cfg.dit.tasks == len(TASKS)
+
+
+def test_grown_channel_edit_model_starts_as_the_t2v_model():
+    """The design before (Movie Gen Edit's channels, older checkpoints): zero-initialised source
+    channels, so the source has no effect until training gives it one."""
+    torch.manual_seed(0)
+    gcfg = PRESETS["tiny"].generator
+    t2v = Generator(gcfg).eval()
+    with torch.no_grad():
+        t2v.dit.out.weight.normal_(std=0.1)
+    ed = grow_for_editing(t2v, edit_generator_config(gcfg, "channels")).eval()
+    x, t = torch.randn(2, 4, 2, 8, 8), torch.tensor([0.3, 0.7])
+    ctx = t2v.encode_prompts(["a red circle", ""])
+    src = torch.randn(2, 4, 2, 8, 8)
+    with torch.no_grad():
+        c = ed(x, t, cond=src, **ctx)
+        d = ed(x, t, cond=torch.randn_like(src), **ctx)
+    assert torch.allclose(c, d, atol=1e-6)
+    assert not ed.dit.cond_embed.weight.any() and ed.dit.cond_embed.weight.shape[1] == 4
 
 
 def test_two_scale_guidance_terms():
@@ -257,7 +285,7 @@ def test_shared_weights_are_stored_once_and_loaded_from_the_sibling(tmp_path):
     ed = grow_for_editing(t2v, ecfg)
     save_component(tmp_path / "edit", "generator", ecfg, ed, shared={"text.encoders.0.": "t2v"})
     stored = load_file(str(tmp_path / "edit" / "model.safetensors"))
-    assert not any(k.startswith("text.encoders.0.") for k in stored) and "dit.cond_embed.weight" in stored
+    assert not any(k.startswith("text.encoders.0.") for k in stored) and "dit.markers" in stored
     back = load_weights(tmp_path / "edit", Generator(ecfg))
     for k, v in ed.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k

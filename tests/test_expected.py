@@ -30,7 +30,9 @@ POINTS = ((0.0, 0.0, 0.0), (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), (0.25, 0.75, 0.25),
 
 
 # name: (shape, mean of R, G, B, the RGB at POINTS), computed at commit 7647f08 (fp32, 2 threads; 1
-# thread gave the same numbers).
+# thread gave the same numbers); edit, personalize and upscale recomputed when conditions moved
+# into the sequence (the fixture's edit and personalization models are of that design, and each
+# task model is seeded on its own).
 EXPECTED: dict[str, tuple[tuple[int, ...], list[float], list[list[int]]]] = {
     "t2v": (
         (8, 64, 64, 3),
@@ -39,8 +41,8 @@ EXPECTED: dict[str, tuple[tuple[int, ...], list[float], list[list[int]]]] = {
     ),
     "edit": (
         (8, 64, 64, 3),
-        [142.84, 128.75, 120.28],
-        [[145, 125, 98], [23, 96, 118], [127, 139, 173], [130, 208, 111], [90, 106, 123]],
+        [142.96, 128.88, 120.28],
+        [[144, 125, 98], [28, 97, 117], [127, 138, 175], [138, 206, 107], [92, 107, 123]],
     ),
     "sdedit": (
         (8, 64, 64, 3),
@@ -49,13 +51,13 @@ EXPECTED: dict[str, tuple[tuple[int, ...], list[float], list[list[int]]]] = {
     ),
     "personalize": (
         (8, 64, 64, 3),
-        [143.23, 129.38, 120.6],
-        [[143, 131, 118], [118, 125, 83], [210, 149, 165], [125, 149, 105], [148, 255, 60]],
+        [143.66, 129.81, 121.04],
+        [[144, 133, 118], [136, 125, 82], [205, 144, 164], [125, 161, 106], [153, 255, 87]],
     ),
     "upscale": (
         (8, 256, 256, 3),
-        [53.78, 73.29, 216.88],
-        [[41, 77, 230], [230, 35, 40], [39, 75, 228], [36, 72, 229], [43, 79, 234]],
+        [53.4, 76.9, 215.78],
+        [[39, 75, 228], [228, 35, 41], [38, 74, 227], [44, 82, 234], [34, 75, 226]],
     ),
 }
 

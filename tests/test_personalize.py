@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine.engine import Engine
 from engine.models.generator import Generator
+from engine.models.tae import TAE
 from engine.requests import RequestError
 from engine.tasks import PersonalizeRequest
 from engine.train.personalize_stage import (
@@ -39,29 +40,61 @@ def _save(img: np.ndarray, path, fmt: str = "PNG"):
     return str(path)
 
 
+def _image(ch: Character) -> torch.Tensor:
+    return torch.from_numpy(ch.reference("white", 64)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
 def test_grown_model_holds_the_t2v_weights_and_reads_the_reference():
+    """The reference in the sequence (docs/conditioning.md): its TAE latents, a place and a marker
+    of their own; dropped, the model is the T2V model exactly."""
     torch.manual_seed(0)
     p = PRESETS["tiny"]
     t2v = Generator(p.generator)
     with torch.no_grad():
         t2v.dit.out.weight.normal_(std=0.02)
+        for block in t2v.dit.blocks:  # open the blocks (their gates start at zero)
+            block.mod_table.normal_(std=0.1)
     model = grow_for_personalization(t2v, personalize_generator_config(p.generator, p.reference)).eval()
     t2v_sd = t2v.state_dict()
     for k, v in model.state_dict().items():
         assert k.startswith(NEW_PARTS) or torch.equal(v, t2v_sd[k]), k
+    assert model.cfg.reference is None and model.cfg.dit.context_kinds == 2
+    tae = TAE(p.tae).eval()
     x, t = torch.randn(1, 4, 2, 8, 8), torch.tensor([0.5])
     ctx = model.encode_prompts(["the character moving right on a green background"])
-    a = torch.from_numpy(STAR.reference("white", 64)).permute(2, 0, 1)[None].float() / 127.5 - 1
-    b = torch.from_numpy(Character("circle", "blue", "yellow", "dots").reference("white", 64))
-    b = b.permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        za, zb = (
+            tae.encode(_image(STAR)[:, :, None]),
+            tae.encode(_image(Character("circle", "blue", "yellow", "dots"))[:, :, None]),
+        )
+        plain = t2v(x, t, **ctx)
+        va, vb = model(x, t, reference=za, **ctx), model(x, t, reference=zb, **ctx)
+        dropped = model(x, t, reference=za, reference_keep=torch.tensor([False]), **ctx)
+    assert za.shape == (1, 4, 1, 8, 8)
+    assert not torch.allclose(va, vb)  # another reference, another output: its tokens are read
+    assert torch.allclose(dropped, plain, atol=1e-5)  # a dropped reference is no reference
+
+
+def test_vision_encoder_model_reads_the_reference():
+    """The design before (Movie Gen PT2V, older checkpoints): a vision encoder's tokens join the
+    prompt's."""
+    torch.manual_seed(0)
+    p = PRESETS["tiny"]
+    t2v = Generator(p.generator)
+    with torch.no_grad():
+        t2v.dit.out.weight.normal_(std=0.02)
+    model = grow_for_personalization(t2v, personalize_generator_config(p.generator, p.reference, "encoder")).eval()
+    x, t = torch.randn(1, 4, 2, 8, 8), torch.tensor([0.5])
+    ctx = model.encode_prompts(["the character moving right on a green background"])
+    a, b = _image(STAR), _image(Character("circle", "blue", "yellow", "dots"))
     with torch.no_grad():
         plain = model(x, t, **ctx)
         va, vb = model(x, t, **model.with_reference(ctx, a)), model(x, t, **model.with_reference(ctx, b))
         dropped = model(x, t, **model.with_reference(ctx, a, keep=torch.tensor([False])))
     n_ref = model.reference.tokens
     assert model.with_reference(ctx, a)["context"].shape[1] == ctx["context"].shape[1] + n_ref
-    assert not torch.allclose(va, vb)  # another reference, another output: its tokens are read
-    assert torch.allclose(dropped, plain, atol=1e-5)  # a dropped reference is no reference
+    assert not torch.allclose(va, vb)
+    assert torch.allclose(dropped, plain, atol=1e-5)
     assert model.with_reference(ctx, None) is ctx
 
 

@@ -44,17 +44,41 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(dim // heads)
         self.k_norm = RMSNorm(dim // heads)
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        b, n, d = x.shape
+    def project(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries of x, keys and values of the context (x itself when None): (B, H, N or M, d/H),
+        q and k normalised."""
+        b, n, _ = x.shape
         ctx = x if context is None else context
         q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)  # (B, H, N, d/H)
         k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, M, d/H)
-        q, k = self.q_norm(q), self.k_norm(k)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, H, N, d/H) queries over (B, H, M, d/H) keys, read where mask (B, M) -> (B, N, D)."""
         attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, M) True = attend
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, N, d/H)
-        return self.out(y.transpose(1, 2).reshape(b, n, d))
+        return self.out(y.transpose(1, 2).flatten(2))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Self-attention (context None) or cross-attention. extra: keys and values (B, H, M, d/H)
+        of tokens appended to self-attention's own (conditions in the sequence), read where
+        extra_mask (B, M) is True."""
+        q, k, v = self.project(x, context)
+        if extra is not None:
+            k, v = torch.cat([k, extra[0]], 2), torch.cat([v, extra[1]], 2)  # (B, H, N+M, d/H)
+            if extra_mask is not None:
+                own = extra_mask.new_ones(x.shape[0], x.shape[1]) if mask is None else mask
+                mask = torch.cat([own, extra_mask], 1)
+        return self.attend(q, k, v, mask)
 
 
 class EncoderBlock(nn.Module):

@@ -7,10 +7,19 @@ reference image or task tokens) -> SwiGLU, with adaLN shift/scale/gate from the 
 shared MLP plus a learned per-layer table, all zero-initialised, so every block starts as the
 identity). The output projection is zero-initialised too.
 
-Room for later tasks: `extra_channels` are concatenated to the noisy latent before patchify
-(edit source video, image-to-video frames and mask) with zero-initialised weights, so a model
-grown from a text-to-video checkpoint starts out identical to it; `tasks` > 0 adds a learned
-task embedding to the time embedding and as extra context tokens.
+Conditions enter in the sequence (docs/conditioning.md, docs/system.md section 9): a condition's
+clean latents (an edit's source, a reference picture) are patchified by the same embedding and
+appended to the target's tokens, told apart by a learned marker per kind and by their own time
+(clean, t = 1), and placed by the same position tables: a source at the target's own (t, h, w), a
+reference by (h, w) alone. The target reads them in every block's self-attention; they read only
+themselves and skip the prompt, so each is the model's own reading of a clean latent. Only the
+target's tokens leave the model, so the loss is on them alone. `context_kinds` = 0 is a model
+without them, and a model grown from a text-to-video checkpoint starts as it (given no context,
+or all of it masked out, it is the T2V model exactly).
+
+Older designs kept for the upsampler and old checkpoints: `extra_channels` are concatenated to
+the noisy latent before patchify with zero-initialised weights; `tasks` > 0 adds a learned task
+embedding to the time embedding and as extra context tokens.
 """
 
 from __future__ import annotations
@@ -40,6 +49,10 @@ class DiTConfig:
     time_dim: int = 256
     tasks: int = 0
     task_tokens: int = 4
+    context_kinds: int = 0  # conditions in the sequence: SOURCE, REFERENCE (0: none)
+
+
+SOURCE, REFERENCE = 0, 1  # context kinds: their marker rows
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -48,6 +61,10 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = 1000.0 * t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], -1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]  # (B, N, D), shift and scale (B, D)
 
 
 class Block(nn.Module):
@@ -61,15 +78,44 @@ class Block(nn.Module):
         # Per-layer part of the modulation, added to the shared MLP's output (Movie Gen / PixArt).
         self.mod_table = nn.Parameter(torch.zeros(6, d))
 
+    def read_context(
+        self, c: torch.Tensor, c_mod: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """This block on the conditions' tokens c (B, M, D) alone, at their own (clean) time c_mod:
+        their keys and values for the target to read (B, H, M, d/H), and their next states. They
+        read only themselves and not the prompt, so they depend on the clean latents alone."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (c_mod + self.mod_table).unbind(1)  # each (B, D)
+        q, k, v = self.attn.project(modulate(self.norm1(c), shift1, scale1))  # (B, H, M, d/H)
+        c = c + gate1[:, None] * self.attn.attend(q, k, v, None)  # (B, M, D)
+        c = c + gate2[:, None] * self.ffn(modulate(self.norm3(c), shift2, scale2))
+        return (k, v), c
+
     def forward(
-        self, x: torch.Tensor, mod: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        mod: torch.Tensor,
+        ctx: torch.Tensor,
+        ctx_mask: torch.Tensor | None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """x (B, N, D) the target's tokens; kv the conditions' keys and values at this block (from
+        read_context), read where kv_mask (B, M) is True."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(1)  # each (B, D)
-        h = self.norm1(x) * (1 + scale1[:, None]) + shift1[:, None]  # (B, N, D)
-        x = x + gate1[:, None] * self.attn(h)  # (B, N, D) bidirectional
+        h = modulate(self.norm1(x), shift1, scale1)  # (B, N, D)
+        x = x + gate1[:, None] * self.attn(h, extra=kv, extra_mask=kv_mask)  # (B, N, D) bidirectional
         x = x + self.cross(self.norm2(x), ctx, ctx_mask)  # (B, N, D) reads the prompt
-        h = self.norm3(x) * (1 + scale2[:, None]) + shift2[:, None]
+        h = modulate(self.norm3(x), shift2, scale2)
         return x + gate2[:, None] * self.ffn(h)  # (B, N, D)
+
+
+@dataclass
+class ContextStates:
+    """What the target reads of its conditions, block by block (DiT.read_context): computed once
+    per clip at sampling, since it depends on the clean conditions alone."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, keys and values (B, H, M, d/H)
+    mask: torch.Tensor  # (B, M) True = read
 
 
 class DiT(nn.Module):
@@ -94,6 +140,9 @@ class DiT(nn.Module):
             self.task_embed = nn.Embedding(cfg.tasks, d)
             nn.init.zeros_(self.task_embed.weight)  # added to the time embedding: start as the T2V model
             self.task_tokens = nn.Linear(d, cfg.task_tokens * d)
+        if cfg.context_kinds:
+            # Tells a condition's tokens from the target's at the same position (and kinds apart).
+            self.markers = nn.Parameter(torch.randn(cfg.context_kinds, d) * 0.02)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm_out = RMSNorm(d, affine=False)
         self.out_mod = nn.Linear(d, 2 * d)
@@ -109,6 +158,70 @@ class DiT(nn.Module):
         pos = self.pos_t[:t, None, None] + self.pos_h[None, :h, None] + self.pos_w[None, None, :w]  # (t, h, w, D)
         return pos.reshape(t * h * w, -1)  # (N, D)
 
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, T, h, w) -> tokens (B, N, D), before positions."""
+        return self.patch_embed(z.to(self.patch_embed.weight.dtype)).flatten(2).transpose(1, 2)
+
+    def context_tokens(
+        self,
+        source: torch.Tensor | None,
+        source_keep: torch.Tensor | None,
+        reference: torch.Tensor | None,
+        reference_keep: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The conditions' tokens (B, M, D), their positions with markers (M, D), and which are
+        read (B, M); None when there are none. A source (B, C, T, h, w) sits at the target's own
+        positions; a reference (B, C, 1, h', w') at (h, w) alone, no time."""
+        if not self.cfg.context_kinds:
+            if source is not None or reference is not None:
+                raise ValueError("this model takes no conditions in the sequence (context_kinds = 0)")
+            return None
+        parts, places, masks = [], [], []
+        for z, keep, kind in ((source, source_keep, SOURCE), (reference, reference_keep, REFERENCE)):
+            if z is None:
+                continue
+            tok = self.embed(z)  # (B, M_k, D)
+            gt, gh, gw = (
+                z.shape[2] // self.cfg.patch[0],
+                z.shape[3] // self.cfg.patch[1],
+                z.shape[4] // self.cfg.patch[2],
+            )
+            if kind == SOURCE:
+                pos = self.positions(gt, gh, gw)
+            else:
+                pos = (self.pos_h[:gh, None] + self.pos_w[None, :gw]).reshape(gh * gw, -1).repeat(gt, 1)
+            parts.append(tok)
+            places.append(pos + self.markers[kind])
+            b, m = tok.shape[:2]
+            keep = torch.ones(b, dtype=torch.bool, device=tok.device) if keep is None else keep.to(tok.device)
+            masks.append(keep.view(-1, 1).expand(b, m))
+        if not parts:
+            return None
+        return torch.cat(parts, 1), torch.cat(places).to(parts[0].dtype), torch.cat(masks, 1)
+
+    def read_context(
+        self,
+        source: torch.Tensor | None = None,
+        source_keep: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+        reference_keep: torch.Tensor | None = None,
+    ) -> ContextStates | None:
+        """The conditions read through every block at their own time (clean, t = 1), without the
+        target: what each block's self-attention appends to the target's keys. None: none given."""
+        given = self.context_tokens(source, source_keep, reference, reference_keep)
+        if given is None:
+            return None
+        ctok, cpos, cmask = given  # (B, M, D), (M, D), (B, M)
+        b = ctok.shape[0]
+        ones = torch.ones(b, device=ctok.device)
+        clean = self.time_mlp(timestep_embedding(ones, self.cfg.time_dim).to(ctok.dtype))  # (B, D)
+        cmod = self.mod_mlp(clean).view(b, 6, -1)  # (B, 6, D)
+        kv = []
+        for block in self.blocks:
+            pair, ctok = block.read_context(ctok + cpos, cmod)  # positions at every layer's input
+            kv.append(pair)
+        return ContextStates(kv, cmask)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -117,8 +230,16 @@ class DiT(nn.Module):
         context_mask: torch.Tensor | None = None,
         cond: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
+        source: torch.Tensor | None = None,
+        source_keep: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+        reference_keep: torch.Tensor | None = None,
+        context_states: ContextStates | None = None,
     ) -> torch.Tensor:
-        """x (B, C, T, h, w) noisy latents at flow time t (B,) -> velocity (B, C, T, h, w)."""
+        """x (B, C, T, h, w) noisy latents at flow time t (B,) -> velocity (B, C, T, h, w).
+        source / reference: clean latents in the sequence; *_keep (B,) bool: False drops that
+        sample's condition (how training teaches the guidance terms without it). context_states:
+        read_context's result for them, when the caller already has it."""
         c = self.cfg
         b, _, T, H, W = x.shape
         pt, ph, pw = c.patch
@@ -129,6 +250,7 @@ class DiT(nn.Module):
         tok = tok.flatten(2).transpose(1, 2)  # (B, N, D)
         pos = self.positions(gt, gh, gw).to(tok.dtype)  # (N, D)
         temb = self.time_mlp(timestep_embedding(t, c.time_dim).to(tok.dtype))  # (B, D)
+        states = context_states or self.read_context(source, source_keep, reference, reference_keep)
         if c.tasks:
             # No task given: plain generation ("generate", index 0), which such a model also learned.
             task = task if task is not None else torch.zeros(b, dtype=torch.long, device=x.device)
@@ -138,10 +260,12 @@ class DiT(nn.Module):
             if context_mask is not None:
                 context_mask = torch.cat([context_mask, context_mask.new_ones(b, c.task_tokens)], 1)
         mod = self.mod_mlp(temb).view(b, 6, -1)  # (B, 6, D) shared across layers
-        for block in self.blocks:
-            tok = block(tok + pos, mod, context, context_mask)  # positions at every layer's input
+        for i, block in enumerate(self.blocks):
+            kv = states.kv[i] if states is not None else None
+            mask = states.mask if states is not None else None
+            tok = block(tok + pos, mod, context, context_mask, kv, mask)  # positions at every layer's input
         shift, scale = self.out_mod(F.silu(temb)).chunk(2, -1)  # (B, D) each
         tok = self.norm_out(tok) * (1 + scale[:, None]) + shift[:, None]
-        out = self.out(tok)  # (B, N, C*pt*ph*pw)
+        out = self.out(tok)  # (B, N, C*pt*ph*pw): the target's tokens only
         out = out.view(b, gt, gh, gw, c.in_channels, pt, ph, pw)
         return out.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, c.in_channels, T, H, W)

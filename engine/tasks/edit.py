@@ -133,16 +133,25 @@ def inspect_source(engine: Engine, video: str, size: int = 64, fps: float = 8.0)
     return Inspection(clip.frames, clip.fps, clip.summary, clip.digest, clip.info)
 
 
-def prepare_edit(req: EditRequest, src: Source, instruction: str, task: int, encode: EncodePrompt) -> Prepared:
-    """Movie Gen Edit: the source's latents on extra channels, the instruction as text and its
-    task embedding; v(none) sees a blank source, v(source) no instruction."""
+def prepare_edit(
+    req: EditRequest, src: Source, instruction: str, task: int, encode: EncodePrompt, in_sequence: bool
+) -> Prepared:
+    """The source conditions the generator as every condition does (docs/conditioning.md): its
+    latents' tokens in the sequence at the target's own positions, the instruction as text with
+    its task embedding; v(none) has the source masked out, v(source) no instruction. (An older
+    model takes the source on extra channels, Movie Gen Edit; a blank source is zeros there.)"""
     z = src.latents
     none_task = torch.zeros(1, dtype=torch.long, device=z.device)  # "generate"
+    if in_sequence:
+        keep, drop = torch.ones(1, dtype=torch.bool, device=z.device), torch.zeros(1, dtype=torch.bool, device=z.device)
+        given, blank = {"source": z, "source_keep": keep}, {"source": z, "source_keep": drop}
+    else:
+        given, blank = {"cond": z}, {"cond": torch.zeros_like(z)}
     return Prepared(
         shape=tuple(z.shape),
-        cond=encode(instruction) | {"cond": z, "task": torch.full_like(none_task, task)},
-        source=encode("") | {"cond": z, "task": none_task},
-        uncond=encode("") | {"cond": torch.zeros_like(z), "task": none_task},
+        cond=encode(instruction) | given | {"task": torch.full_like(none_task, task)},
+        source=encode("") | given | {"task": none_task},
+        uncond=encode("") | blank | {"task": none_task},
         guidance=req.guidance,
         source_guidance=req.source_guidance,
         times=SCHEDULES[req.schedule](req.steps),
@@ -167,9 +176,10 @@ def edit_job(engine: Engine, req: EditRequest) -> Job:
     text = reading.canonical if req.rewrite and reading.canonical else req.instruction
     given = req.to_dict() | {"video": src.clip.digest}  # the content, not the file's name, identifies it
     encode = engine.prompt_encoder("editor")
+    in_sequence = engine.models.editor.dit.cfg.context_kinds > 0
     return Job(
         key=cache_key("edit", engine.models.ids["editor"], engine.precision, given),
-        prepare=lambda: prepare_edit(req, src, text, TASK_EMBEDDINGS.index(task), encode),
+        prepare=lambda: prepare_edit(req, src, text, TASK_EMBEDDINGS.index(task), encode, in_sequence),
         model="editor",
         frames=src.frames,
         shape=(req.size, req.size),

@@ -69,7 +69,7 @@ def load_reference(engine: Engine, path: str | Path) -> PreparedReference:
     plain background, centred at r = 0.3. Raises ReferenceImageError (a VideoInputError) with a
     message for the user when it cannot be read."""
     model = engine.models.personalizer
-    size = model.cfg.reference.size if model is not None else 64
+    size = model.cfg.reference.size if model is not None and model.cfg.reference is not None else 64
     # The upload limit holds here too (the reference's own limit when that is lower).
     return prepare_reference(path, size, max_bytes=min(engine.limits.max_bytes, REFERENCE_MAX_BYTES))
 
@@ -96,15 +96,25 @@ def take_frames(engine: Engine, path: str | Path) -> Inspection:
 def prepare_personalize(
     req: PersonalizeRequest, engine: Engine, encode: EncodePrompt, reference: torch.Tensor
 ) -> Prepared:
-    """Movie Gen PT2V: the reference's tokens (reference (1, 3, S, S) in [-1, 1]) join the prompt's
-    in the context. Two-scale guidance as in editing, the reference in the source's place:
+    """The reference picture (1, 3, S, S) in [-1, 1] conditions the generator as every condition
+    does (docs/conditioning.md): its TAE latents in the sequence, at a place of their own. (An
+    older model reads it with a vision encoder whose tokens join the prompt's, Movie Gen PT2V.)
+    Two-scale guidance as in editing, the reference in the source's place:
     v = v(none) + s_R (v(reference) - v(none)) + s_T (v(reference, prompt) - v(reference))."""
-    with_reference = engine.models.personalizer.with_reference
+    model = engine.models.personalizer
+    if model.cfg.reference is None:
+        z = engine.models.tae.encode(reference[:, :, None])  # (1, Cz, 1, S/8, S/8)
+        keep, drop = torch.ones(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)
+
+        def with_reference(ctx: dict, ref: torch.Tensor | None) -> dict:
+            return ctx | {"reference": z, "reference_keep": (keep if ref is not None else drop).to(z.device)}
+    else:
+        with_reference = model.with_reference
     return Prepared(
         shape=(1, *engine.models.tae.cfg.latent_shape(req.frames, req.size, req.size)),
         cond=with_reference(encode(req.prompt), reference),
         source=with_reference(encode(""), reference),
-        uncond=encode(""),
+        uncond=with_reference(encode(""), None),
         guidance=req.guidance,
         source_guidance=req.reference_guidance,
         times=SCHEDULES[req.schedule](req.steps),

@@ -1,7 +1,9 @@
 """Instruction editing (docs/system.md section 5, Movie Gen Edit at our scale), grown from the T2V
-generator: the source's latents are concatenated to the noisy latents on channels (zero-initialised
-weights, so the model starts as the T2V one), a learned task embedding is added to the time
-embedding and read as extra context tokens, and the instruction goes through the text encoder.
+generator. The source reaches it as every condition does (docs/conditioning.md): its latents'
+tokens in the sequence at the target's own positions (`condition = "sequence"`); the design before
+(`"channels"`, older checkpoints) concatenated them to the noisy latents on channels through
+zero-initialised weights. A learned task embedding is added to the time embedding and read as
+extra context tokens, and the instruction goes through the text encoder.
 
 Movie Gen's stages, adapted to a world that renders exact video pairs: (I) image edits (1-frame
 clips) multitasked with text-to-image (blank source), then (II) video edit pairs, every n-th step
@@ -42,6 +44,7 @@ class EditTrainConfig:
     size: int = 64
     image_steps: int = 200  # stage I: image edits only
     steps: int = 6600  # in all, stage I included
+    planned: int = 0  # where the run was first planned to end before it was resumed longer (LoopConfig)
     video_batch: int = 16
     image_batch: int = 64
     image_every: int = 4  # in stage II every n-th step is an image batch
@@ -64,6 +67,9 @@ class EditTrainConfig:
     ema: float = 0.995
     checkpoint_every: int = 100
     seed: int = 7
+    # How the source reaches the generator (docs/conditioning.md): its tokens in the sequence
+    # ("sequence"), or Movie Gen's zero-initialised extra channels ("channels", the design before).
+    condition: str = "sequence"
 
 
 def grow_for_editing(t2v: Generator, cfg: GeneratorConfig) -> Generator:
@@ -76,7 +82,7 @@ def grow_for_editing(t2v: Generator, cfg: GeneratorConfig) -> Generator:
     return model
 
 
-NEW_PARTS = ("dit.cond_embed.", "dit.task_embed.", "dit.task_tokens.")  # what editing adds to T2V
+NEW_PARTS = ("dit.cond_embed.", "dit.task_embed.", "dit.task_tokens.", "dit.markers")  # what editing adds to T2V
 
 
 def _sample_pairs(rng: np.random.Generator, n_sources: int, per_source: int, image: bool) -> tuple[list, list]:
@@ -120,9 +126,10 @@ def make_batch(
     image: bool,
     device: torch.device,
     keep: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
-    """(x1 target latents, cond source latents (zeros = blank), texts, task ids) for one step;
-    a share `keep` of the samples are identity ones (the source is the target)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """(x1 target latents, source latents (zeros where blank), whether each has its source,
+    texts, task ids) for one step; a share `keep` of the samples are identity ones (the source
+    is the target)."""
     idx = rng.integers(len(data.pairs), size=n)
     x1, cond, texts, tasks = [], [], [], []
     for i in idx:
@@ -159,7 +166,8 @@ def make_batch(
             tasks.append(TASKS.index(pair.edit.task))
     x1_t = torch.stack(x1).float().to(device)
     cond_t = torch.stack(cond).float().to(device)
-    return x1_t, cond_t, texts, torch.tensor(tasks, device=device)
+    given = cond_t.flatten(1).abs().amax(1) > 0  # a blank source is all zeros
+    return x1_t, cond_t, given, texts, torch.tensor(tasks, device=device)
 
 
 def train_edit(
@@ -174,7 +182,15 @@ def train_edit(
         return model
 
     loop = LoopConfig(
-        "edit", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, steps_key="edit_steps"
+        "edit",
+        tcfg.steps,
+        tcfg.lr,
+        tcfg.warmup,
+        tcfg.ema,
+        tcfg.seed,
+        tcfg.checkpoint_every,
+        steps_key="edit_steps",
+        planned=tcfg.planned,
     )
     tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
     model = tr.model
@@ -196,11 +212,12 @@ def train_edit(
         image = step < tcfg.image_steps or (tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1)
         data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
         keep = tcfg.keep_share if step >= tcfg.keep_from else 0.0
-        x1, cond, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device, keep)
+        x1, src, given, texts, tasks = make_batch(tcfg, data, rng, n, image, rt.device, keep)
+        source = {"source": src, "source_keep": given} if tcfg.condition == "sequence" else {"cond": src}
         return (
             "img" if image else "vid",
             x1,
-            lambda xt, t: model(xt, t, cond=cond, task=tasks, **model.encode_prompts(texts)),
+            lambda xt, t: model(xt, t, task=tasks, **source, **model.encode_prompts(texts)),
         )
 
     return train_flow(tr, gcfg, batch)

@@ -1,7 +1,9 @@
 """Personalized generation (docs/system.md section 4, Movie Gen PT2V at our scale), grown from the T2V
-generator: a vision encoder reads the reference image, Linear + LayerNorm project its tokens to the
-backbone's width, and they are concatenated with the prompt's text tokens for the same
-cross-attention. The DiT starts from the T2V weights, the word encoder stays frozen.
+generator. The reference reaches it as every condition does (docs/conditioning.md): the prepared
+picture's TAE latents in the sequence, at a place of their own (`condition = "sequence"`). The
+design before (`"encoder"`, older checkpoints): a vision encoder reads the picture, Linear +
+LayerNorm project its tokens to the backbone's width, and they join the prompt's text tokens in the
+same cross-attention. The DiT starts from the T2V weights, the word encoder stays frozen.
 
 Training pairs, as Movie Gen's: first the reference comes from the same clip (the character on
 that clip's background), which is easy and teaches identity (and copy-paste); then mostly from
@@ -39,7 +41,7 @@ from ..world.characters import (
     sample_character_scene,
 )
 from ..world.render import render_reference
-from .common import LoopConfig, Runtime, begin
+from .common import LoopConfig, Runtime, begin, cached
 from .flow_loop import StepBatch, data_key, encode_scenes, grown_groups, train_flow
 
 
@@ -69,9 +71,12 @@ class PersonalizeTrainConfig:
     ema: float = 0.995
     checkpoint_every: int = 100
     seed: int = 13
+    # How the reference reaches the generator (docs/conditioning.md): its TAE latents' tokens in
+    # the sequence ("sequence"), or Movie Gen's vision encoder read by cross-attention ("encoder").
+    condition: str = "sequence"
 
 
-NEW_PARTS = ("reference.", "reference_proj.")  # what personalization adds to T2V
+NEW_PARTS = ("reference.", "reference_proj.", "dit.markers")  # what personalization adds to T2V
 
 
 def grow_for_personalization(t2v: Generator, cfg: GeneratorConfig) -> Generator:
@@ -101,12 +106,25 @@ def cross_reference(rng: np.random.Generator, ch: Character, avoid: str, size: i
             continue
 
 
+@torch.no_grad()
+def encode_images(tae: TAE, images: np.ndarray, rt: Runtime, batch: int = 64) -> torch.Tensor:
+    """Pictures (N, S, S, 3) uint8 -> 1-frame normalised latents (N, Cz, 1, S/8, S/8), bf16."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = _pixels(images[i : i + batch], rt.device)[:, :, None]  # (B, 3, 1, S, S)
+        with rt.autocast():
+            out.append(tae.encode(x).to(torch.bfloat16))
+    return torch.cat(out)
+
+
 class PersonalizeData:
     """Encoded character clips (or stills) with their characters, scenes and two references each:
-    from the same clip (its background) and from another clip."""
+    from the same clip (its background) and from another clip; as pixels, and (for a model that
+    reads them in the sequence) as TAE latents."""
 
-    def __init__(self, chars, scenes, latents, same, cross):
+    def __init__(self, chars, scenes, latents, same, cross, same_z=None, cross_z=None):
         self.chars, self.scenes, self.latents, self.same, self.cross = chars, scenes, latents, same, cross
+        self.same_z, self.cross_z = same_z, cross_z
 
     @classmethod
     def build(cls, tcfg: PersonalizeTrainConfig, tae: TAE, rt: Runtime, image: bool, cache: Path | None):
@@ -124,7 +142,17 @@ class PersonalizeData:
             ]
         )
         latents = encode_scenes(tae, {"latents": scenes}, 1 if image else tcfg.frames, tcfg.size, rt, cache)
-        return cls(chars, scenes, latents["latents"], same, cross)
+        if tcfg.condition != "sequence":
+            return cls(chars, scenes, latents["latents"], same, cross)
+        refs_cache = cache.with_name(cache.stem + "-references" + cache.suffix) if cache is not None else None
+        refs = cached(
+            refs_cache,
+            {"same": n, "cross": n},
+            lambda: {"same": encode_images(tae, same, rt), "cross": encode_images(tae, cross, rt)},
+            rt,
+        )
+        z = {k: v.to(rt.device) for k, v in refs.items()}
+        return cls(chars, scenes, latents["latents"], same, cross, z["same"], z["cross"])
 
 
 def _pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -141,13 +169,18 @@ def make_batch(
     image: bool,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """(x1 latents, reference pixels, keep-reference flags, prompts) for one step."""
+    """(x1 latents, references (pixels, or latents where the data has them), keep-reference
+    flags, prompts) for one step."""
     idx = rng.integers(len(data.chars), size=n)
     same_share = tcfg.same_share_early if step < tcfg.same_until else tcfg.same_share_late
     refs, keep, texts = [], [], []
     for i in idx:
         scene = data.scenes[i]
-        refs.append(data.same[i] if rng.random() < same_share else data.cross[i])
+        same = rng.random() < same_share
+        if data.same_z is not None:
+            refs.append((data.same_z if same else data.cross_z)[i])
+        else:
+            refs.append(data.same[i] if same else data.cross[i])
         motion = scene.objects[0].motion
         # A still's prompt names no motion, as image prompts do.
         free = rng.random() < tcfg.free_share
@@ -166,7 +199,8 @@ def make_batch(
             keep.append(True)
             texts.append(text)
     x1 = data.latents[torch.from_numpy(idx).to(data.latents.device)].float().to(device)
-    return x1, _pixels(np.stack(refs), device), torch.tensor(keep, device=device), texts
+    ref = torch.stack(refs).float().to(device) if data.same_z is not None else _pixels(np.stack(refs), device)
+    return x1, ref, torch.tensor(keep, device=device), texts
 
 
 def train_personalize(
@@ -208,15 +242,21 @@ def train_personalize(
         image = tcfg.image_every > 0 and step % tcfg.image_every == tcfg.image_every - 1
         data, n = (img, tcfg.image_batch) if image else (vid, tcfg.video_batch)
         x1, ref, keep, texts = make_batch(tcfg, data, rng, n, step, image, rt.device)
-        return (
-            "img" if image else "vid",
-            x1,
-            lambda xt, t: model(xt, t, **model.with_reference(model.encode_prompts(texts), ref, keep)),
-        )
+
+        def velocity(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            ctx = model.encode_prompts(texts)
+            if tcfg.condition == "sequence":
+                return model(xt, t, reference=ref, reference_keep=keep, **ctx)
+            return model(xt, t, **model.with_reference(ctx, ref, keep))
+
+        return "img" if image else "vid", x1, velocity
 
     return train_flow(tr, gcfg, batch)
 
 
-def personalize_generator_config(gcfg: GeneratorConfig, rcfg) -> GeneratorConfig:
-    """The T2V generator with a vision encoder for the reference."""
+def personalize_generator_config(gcfg: GeneratorConfig, rcfg, condition: str = "sequence") -> GeneratorConfig:
+    """The T2V generator that reads a reference: its latents in the sequence (a marker for
+    them), or through a vision encoder."""
+    if condition == "sequence":
+        return dataclasses.replace(gcfg, dit=dataclasses.replace(gcfg.dit, context_kinds=2))
     return dataclasses.replace(gcfg, reference=rcfg)

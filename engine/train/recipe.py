@@ -185,8 +185,9 @@ PRESETS: dict[str, Preset] = {
         generator_dtype="bfloat16",
         rewriter=RewriterConfig(),
         rewrite_train=TextTrainConfig(steps=3000, typed=True, seed=3),
-        # Sized for our 2-core CPU (~150 min with its data), from the shipped T2V weights.
-        edit_train=EditTrainConfig(),
+        # Sized for our 2-core CPU (~150 min with its data), from the shipped T2V weights: the
+        # shipped edit model, Movie Gen Edit's source channels.
+        edit_train=EditTrainConfig(condition="channels"),
         # The 4x upsampler, sized for our 2-core CPU: 960 crops of 16 frames, a 4M-parameter
         # transformer over 16x16-latent tiles (tile-local positions), the skip decoder from the TAE's.
         upscale_data=UpscaleDataConfig(),
@@ -202,16 +203,20 @@ PRESETS: dict[str, Preset] = {
         character_tae=CharacterTAETrainConfig(),
         # PT2V from the shipped T2V weights: a 0.4M-parameter vision encoder over 8x8-pixel patches.
         reference=ReferenceConfig(),
-        personalize_train=PersonalizeTrainConfig(),
+        personalize_train=PersonalizeTrainConfig(condition="encoder"),
     ),
 }
 
 
-def edit_generator_config(gcfg: GeneratorConfig) -> GeneratorConfig:
-    """The T2V generator with the edit inputs: the source's latent channels and a task embedding."""
+def edit_generator_config(gcfg: GeneratorConfig, condition: str = "sequence") -> GeneratorConfig:
+    """The T2V generator with the edit inputs: the source (its tokens in the sequence, or its
+    latent channels) and a task embedding."""
     from ..world.edits import TASKS
 
-    dit = dataclasses.replace(gcfg.dit, extra_channels=gcfg.dit.in_channels, tasks=len(TASKS))
+    if condition == "sequence":
+        dit = dataclasses.replace(gcfg.dit, context_kinds=2, tasks=len(TASKS))
+    else:
+        dit = dataclasses.replace(gcfg.dit, extra_channels=gcfg.dit.in_channels, tasks=len(TASKS))
     return dataclasses.replace(gcfg, dit=dit)
 
 
@@ -304,7 +309,7 @@ def _rewrite(b: Build) -> None:
 
 def _edit(b: Build) -> None:
     p = b.preset
-    ecfg = edit_generator_config(p.generator)
+    ecfg = edit_generator_config(p.generator, p.edit_train.condition)
     gen = train_edit(p.edit_train, ecfg, b.tae(), b.t2v(), b.rt, b.out / "edit-run")
     if b.rt.main:
         meta = {"edit_steps": p.edit_train.steps, "grown_from": "t2v"}
@@ -338,7 +343,7 @@ def _chartae(b: Build) -> None:
 
 def _pt2v(b: Build) -> None:
     p = b.preset
-    pcfg = personalize_generator_config(p.generator, p.reference)
+    pcfg = personalize_generator_config(p.generator, p.reference, p.personalize_train.condition)
     gen = train_personalize(p.personalize_train, pcfg, b.tae(), b.t2v(), b.rt, b.out / "pt2v-run")
     if b.rt.main:
         meta = {"pt2v_steps": p.personalize_train.steps, "grown_from": "t2v"}
