@@ -56,12 +56,12 @@ def main() -> None:
     if args.task == "edit":
         if args.design not in ("channels", "sequence"):
             raise SystemExit("edit designs: channels, sequence")
-        tcfg = dataclasses.replace(p.edit_train, condition=args.design, keep_from=0, **loop, **extra)
+        tcfg = dataclasses.replace(p.edit_train, condition=args.design, **({"keep_from": 0} | loop | extra))
         train_edit(tcfg, edit_generator_config(p.generator, args.design), tae, t2v, rt, args.out / "edit-run")
     else:
         if args.design not in ("encoder", "sequence"):
             raise SystemExit("pt2v designs: encoder, sequence")
-        tcfg = dataclasses.replace(p.personalize_train, condition=args.design, planned=0, **loop, **extra)
+        tcfg = dataclasses.replace(p.personalize_train, condition=args.design, **({"planned": 0} | loop | extra))
         gcfg = personalize_generator_config(p.generator, p.reference, args.design)
         train_personalize(tcfg, gcfg, tae, t2v, rt, args.out / "pt2v-run")
 

@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--t2v-sources", type=int, default=12, help="edit / upscale: T2V outputs edited or upscaled")
     e.add_argument("--photos", type=int, default=8, help="upscale: clips panned over the held-out photos")
     e.add_argument("--analyser-clips", type=int, default=300, help="personalize: truth clips the analyser reads")
+    e.add_argument(
+        "--no-baseline", action="store_true", help="personalize: skip the baseline (T2V given the character in words)"
+    )
     helps = {"reference_guidance": "personalize: look like the reference"}
     add_fields(e, PersonalizeRequest, only=["reference_guidance"], helps=helps)
     helps = {"steps": "upscale: Euler steps", "schedule": "upscale: time schedule"}
@@ -81,7 +84,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         base = request_from(PersonalizeRequest, args, reference="", prompt="x")
         res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("reference", "prompt", "seed")}}
         res["settings"] |= {"model": ids["personalizer"], "precision": engine.precision}
-        res |= evaluate_personalize(engine, args.n, base, analyser_clips=args.analyser_clips, log=log)
+        res |= evaluate_personalize(
+            engine, args.n, base, analyser_clips=args.analyser_clips, baseline=not args.no_baseline, log=log
+        )
     elif args.what == "upscale":
         from .upscale import evaluate_upscale
 
