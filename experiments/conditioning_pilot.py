@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
     ap.add_argument("--preset", default="shapes-v2")
     ap.add_argument("--set", action="append", default=[], help="FIELD=VALUE of the stage's config (ints, floats)")
+    ap.add_argument("--place-bias", type=float, default=0.0, help="edit, sequence: DiTConfig.place_bias")
     args = ap.parse_args()
 
     p = PRESETS[args.preset]
@@ -57,7 +58,10 @@ def main() -> None:
         if args.design not in ("channels", "sequence"):
             raise SystemExit("edit designs: channels, sequence")
         tcfg = dataclasses.replace(p.edit_train, condition=args.design, **({"keep_from": 0} | loop | extra))
-        train_edit(tcfg, edit_generator_config(p.generator, args.design), tae, t2v, rt, args.out / "edit-run")
+        gcfg = edit_generator_config(p.generator, args.design)
+        if args.place_bias:
+            gcfg = dataclasses.replace(gcfg, dit=dataclasses.replace(gcfg.dit, place_bias=args.place_bias))
+        train_edit(tcfg, gcfg, tae, t2v, rt, args.out / "edit-run")
     else:
         if args.design not in ("encoder", "sequence"):
             raise SystemExit("pt2v designs: encoder, sequence")

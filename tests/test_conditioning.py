@@ -174,3 +174,25 @@ def test_sampling_reads_the_conditions_once(monkeypatch):
     net(x, t, context=text, source=source.clone())
     assert len(calls) == 2
     assert torch.equal(net(x, t, context=text), grown(x, t, text))  # no condition: the model as it is
+
+
+@torch.no_grad()
+def test_place_bias_pulls_each_target_token_to_the_source_at_its_place():
+    """With a place bias, a target token's attention to the source token at its own place grows
+    with the bias; a dropped source is still no source."""
+    base, _ = _models()
+    grown = DiT(dataclasses.replace(CFG, context_kinds=2, place_bias=3.0)).eval()
+    grown.load_state_dict(base.state_dict(), strict=False)
+    plain = DiT(dataclasses.replace(CFG, context_kinds=2)).eval()
+    plain.load_state_dict(grown.state_dict(), strict=False)
+    x, t, text, source, _ = _inputs()
+    assert grown.blocks[0].place_bias.tolist() == [3.0, 3.0]
+    drop = torch.zeros(2, dtype=torch.bool)
+    assert torch.allclose(grown(x, t, text, source=source, source_keep=drop), base(x, t, text), atol=1e-5)
+    assert (grown(x, t, text, source=source) - plain(x, t, text, source=source)).abs().mean() > 1e-3
+    # The bias itself: a zero bias is no bias; a positive one moves each token towards its own.
+    attn, h = grown.blocks[0].attn, torch.randn(1, 32, 32)
+    kv = attn.project(torch.randn(1, 32, 32))[1:]
+    with_bias = attn(h, extra=kv, extra_bias=grown.blocks[0].place_bias[:, None, None] * torch.eye(32))
+    zero_bias = attn(h, extra=kv, extra_bias=torch.zeros(2, 32, 32))
+    assert torch.allclose(zero_bias, attn(h, extra=kv), atol=1e-6) and (with_bias - zero_bias).abs().mean() > 1e-3

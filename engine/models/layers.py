@@ -68,17 +68,27 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
         extra: tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_mask: torch.Tensor | None = None,
+        extra_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Self-attention (context None) or cross-attention. extra: keys and values (B, H, M, d/H)
         of tokens appended to self-attention's own (conditions in the sequence), read where
-        extra_mask (B, M) is True."""
+        extra_mask (B, M) is True, with extra_bias (H, N, M) added to their logits."""
         q, k, v = self.project(x, context)
-        if extra is not None:
-            k, v = torch.cat([k, extra[0]], 2), torch.cat([v, extra[1]], 2)  # (B, H, N+M, d/H)
+        if extra is None:
+            return self.attend(q, k, v, mask)
+        b, n = x.shape[:2]
+        k, v = torch.cat([k, extra[0]], 2), torch.cat([v, extra[1]], 2)  # (B, H, N+M, d/H)
+        if extra_bias is None:
             if extra_mask is not None:
-                own = extra_mask.new_ones(x.shape[0], x.shape[1]) if mask is None else mask
-                mask = torch.cat([own, extra_mask], 1)
-        return self.attend(q, k, v, mask)
+                mask = torch.cat([extra_mask.new_ones(b, n) if mask is None else mask, extra_mask], 1)
+            return self.attend(q, k, v, mask)
+        bias = extra_bias.to(q.dtype)[None].expand(b, -1, -1, -1)  # (B, H, N, M)
+        if extra_mask is not None:
+            bias = bias.masked_fill(~extra_mask[:, None, None, :], float("-inf"))
+        own = q.new_zeros(b, self.heads, n, n)
+        logits_bias = torch.cat([own, bias], 3)  # (B, H, N, N+M), added to the logits
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=logits_bias)  # (B, H, N, d/H)
+        return self.out(y.transpose(1, 2).flatten(2))
 
 
 class EncoderBlock(nn.Module):

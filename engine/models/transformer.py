@@ -50,6 +50,10 @@ class DiTConfig:
     tasks: int = 0
     task_tokens: int = 4
     context_kinds: int = 0  # conditions in the sequence: SOURCE, REFERENCE (0: none)
+    # A learned per-head logit bias from each target token to the source token at its own place,
+    # starting at this value (0: none): copying what an edit leaves alone without first learning
+    # to match places through the position tables.
+    place_bias: float = 0.0
 
 
 SOURCE, REFERENCE = 0, 1  # context kinds: their marker rows
@@ -77,6 +81,8 @@ class Block(nn.Module):
         self.ffn = SwiGLU(d, cfg.ffn)
         # Per-layer part of the modulation, added to the shared MLP's output (Movie Gen / PixArt).
         self.mod_table = nn.Parameter(torch.zeros(6, d))
+        if cfg.context_kinds and cfg.place_bias:
+            self.place_bias = nn.Parameter(torch.full((cfg.heads,), float(cfg.place_bias)))
 
     def read_context(
         self, c: torch.Tensor, c_mod: torch.Tensor
@@ -98,12 +104,17 @@ class Block(nn.Module):
         ctx_mask: torch.Tensor | None,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         kv_mask: torch.Tensor | None = None,
+        same_place: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, N, D) the target's tokens; kv the conditions' keys and values at this block (from
-        read_context), read where kv_mask (B, M) is True."""
+        read_context), read where kv_mask (B, M) is True; same_place (N, M) marks the source token
+        at each target token's place (for the place bias)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(1)  # each (B, D)
         h = modulate(self.norm1(x), shift1, scale1)  # (B, N, D)
-        x = x + gate1[:, None] * self.attn(h, extra=kv, extra_mask=kv_mask)  # (B, N, D) bidirectional
+        bias = None
+        if same_place is not None and hasattr(self, "place_bias"):
+            bias = self.place_bias[:, None, None] * same_place  # (H, N, M)
+        x = x + gate1[:, None] * self.attn(h, extra=kv, extra_mask=kv_mask, extra_bias=bias)  # (B, N, D)
         x = x + self.cross(self.norm2(x), ctx, ctx_mask)  # (B, N, D) reads the prompt
         h = modulate(self.norm3(x), shift2, scale2)
         return x + gate2[:, None] * self.ffn(h)  # (B, N, D)
@@ -116,6 +127,7 @@ class ContextStates:
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, keys and values (B, H, M, d/H)
     mask: torch.Tensor  # (B, M) True = read
+    source_grid: tuple[int, int, int] | None = None  # the source's (t, h, w) in patches; its tokens come first
 
 
 class DiT(nn.Module):
@@ -220,7 +232,10 @@ class DiT(nn.Module):
         for block in self.blocks:
             pair, ctok = block.read_context(ctok + cpos, cmod)  # positions at every layer's input
             kv.append(pair)
-        return ContextStates(kv, cmask)
+        grid = None
+        if source is not None:
+            grid = tuple(n // k for n, k in zip(source.shape[2:], self.cfg.patch, strict=True))
+        return ContextStates(kv, cmask, grid)
 
     def forward(
         self,
@@ -260,10 +275,14 @@ class DiT(nn.Module):
             if context_mask is not None:
                 context_mask = torch.cat([context_mask, context_mask.new_ones(b, c.task_tokens)], 1)
         mod = self.mod_mlp(temb).view(b, 6, -1)  # (B, 6, D) shared across layers
+        same = None
+        if c.place_bias and states is not None and states.source_grid == (gt, gh, gw):
+            n, m = tok.shape[1], states.mask.shape[1]
+            same = torch.eye(n, m, dtype=tok.dtype, device=tok.device)  # the source's tokens come first, in order
         for i, block in enumerate(self.blocks):
             kv = states.kv[i] if states is not None else None
             mask = states.mask if states is not None else None
-            tok = block(tok + pos, mod, context, context_mask, kv, mask)  # positions at every layer's input
+            tok = block(tok + pos, mod, context, context_mask, kv, mask, same)  # positions at every layer's input
         shift, scale = self.out_mod(F.silu(temb)).chunk(2, -1)  # (B, D) each
         tok = self.norm_out(tok) * (1 + scale[:, None]) + shift[:, None]
         out = self.out(tok)  # (B, N, C*pt*ph*pw): the target's tokens only
