@@ -34,8 +34,10 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
     assert res.frames.shape == (8, 64, 64, 3) and res.path.is_file()
     assert engine.models.rewriter is not None and res.metadata["rewrite"]["text"]  # the rewrite stage ran
-    personalizer = engine.models.personalizer
-    assert personalizer is not None and personalizer.cfg.reference is not None  # the pt2v stage ran
+    # The edit and pt2v stages ran, each with its condition in the sequence (docs/conditioning.md).
+    personalizer, editor = engine.models.personalizer, engine.models.editor
+    assert personalizer is not None and personalizer.cfg.dit.context_kinds and personalizer.cfg.reference is None
+    assert editor is not None and editor.cfg.dit.context_kinds and not editor.cfg.dit.extra_channels
 
 
 @pytest.mark.slow
