@@ -6,8 +6,8 @@ from the shipped T2V weights, with the shipped recipe's data and settings otherw
 
 Designs: edit `channels` (Movie Gen Edit, identity samples from step 0) or `sequence`; pt2v
 `encoder` (Movie Gen PT2V's vision encoder) or `sequence`. Snapshots land in OUT/<stage>-run/
-<stage>-stepN every --every steps; `bash experiments/edit_snapshot.sh SNAP` (or
-pt2v_snapshot.sh) evaluates one. Resumable: run the same command again.
+<stage>-stepN every --every steps; `bash experiments/edit_snapshot.sh SNAP`
+evaluates one (an edit or a PT2V snapshot). Resumable: run the same command again.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Evaluate an edit-stage snapshot (RUN/edit-run/edit-stepN) beside the shipped T2V model, without
-# copying weights: a model folder of links in a scratch directory.
+# Evaluate a training snapshot beside the shipped T2V model, without copying weights: a model folder
+# of links in a scratch directory. The role (and the eval) follows from the snapshot's name:
 #   bash experiments/edit_snapshot.sh ~/runs/edit-v1/edit-run/edit-step400 [eval edit options...]
+#   bash experiments/edit_snapshot.sh ~/runs/pt2v/pt2v-run/pt2v-step400 [eval personalize options...]
 set -euo pipefail
 snap=$(realpath "$1"); shift
+case "$(basename "$snap")" in
+  pt2v-step*) role=personalize ;;
+  *) role=edit ;;
+esac
 dir=$(mktemp -d)
 root=$(cd "$(dirname "$0")/.." && pwd)
 for part in tae t2v rewrite; do ln -s "$root/assets/models/shapes-v2/$part" "$dir/$part"; done
-ln -s "$snap" "$dir/edit"
-cd "$root" && python -m engine eval edit --model "$dir" --cache-dir '' "$@"
+ln -s "$snap" "$dir/$role"
+cd "$root" && python -m engine eval "$role" --model "$dir" --cache-dir '' "$@"
