@@ -75,6 +75,11 @@ COMMANDS = {  # by task name, in the order --help lists them; a task not here ge
     "personalize": Command(
         "personalize", "a character from a reference image doing what the prompt says (PT2V)", IMAGE_OUT, _reference
     ),
+    "animate": Command("animate", "animate a picture (optionally to a last picture) as the prompt says", "output .mp4"),
+    "extend": Command(
+        "extend", "continue a clip as the prompt says: the source, then the new frames", "output .mp4", _source
+    ),
+    "interpolate": Command("interpolate", "fill in frames: 2x or 4x the frame rate", "output .mp4", _source),
 }
 
 
@@ -82,7 +87,10 @@ def _edit_request(args: argparse.Namespace) -> EditRequest | SDEditRequest:
     """`edit --prompt` is SDEdit, as before it had its own subcommand."""
     if bool(args.instruction) == bool(args.prompt):
         raise ValueError("give --instruction (what to change) or --prompt (the result described, SDEdit)")
-    return request_from(SDEditRequest, args) if args.prompt else request_from(EditRequest, args)
+    if not args.prompt:
+        return request_from(EditRequest, args)
+    default = {} if args.strength else {"strength": SDEditRequest.strength}  # 0: SDEdit's own default
+    return request_from(SDEditRequest, args, **default)
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -118,15 +126,15 @@ def _add_task(sub: argparse._SubParsersAction, name: str) -> None:
     task = TASKS[name]
     cmd = COMMANDS.get(name, Command(name, f"the {name} task", "output .mp4 or .png; default: outputs/"))
     p = sub.add_parser(cmd.name, help=cmd.help, formatter_class=Formatter)
-    add_fields(p, task.request)
     build = partial(request_from, task.request)
     if name == "edit":  # `edit --prompt` (SDEdit) predates the sdedit subcommand and still works
-        sdedit = {
-            "prompt": "instead of an instruction: the result described (SDEdit through the T2V model)",
-            "strength": "SDEdit: 1 = generate anew, near 0 = the source",
-        }
+        strength = "start from the source noised this far: 1 = anew, near 0 = the source; 0 = the default (an edit's task's own, SDEdit's 0.6)"
+        add_fields(p, task.request, helps={"strength": strength})
+        sdedit = {"prompt": "instead of an instruction: the result described (SDEdit through the T2V model)"}
         add_fields(p, SDEditRequest, only=sdedit, defaults={"prompt": None}, helps=sdedit)
         build = _edit_request
+    else:
+        add_fields(p, task.request)
     p.add_argument("--out", help=cmd.out)
     p.add_argument("--quiet", action="store_true")
     add_common(p)

@@ -61,6 +61,30 @@ TASK_HELP: dict[str, dict[str, str]] = {
         "guidance": "follow the prompt (s_T)",
         "reference_guidance": "look like the reference",
     },
+    "animate": {
+        "image": "the first frame: PNG, JPEG, WebP... (or a clip: its first frame)",
+        "prompt": "what happens, e.g. 'a red circle moving left on a blue background'",
+        "last": "optionally the last frame, a picture as --image",
+        "guidance": "follow the prompt (s_T)",
+        "frames_guidance": "keep to the given pictures (s_F)",
+        "frames": "frames to make, 2-32",
+    },
+    "extend": {
+        "video": SOURCE,
+        "prompt": "what happens next, e.g. 'the red circle moving right on a blue background'",
+        "frames": "new frames (after the source's)",
+        "seconds": "new seconds instead of --frames (up to 60: window after window)",
+        "guidance": "follow the prompt (s_T)",
+        "frames_guidance": "keep to the clip so far (s_F)",
+    },
+    "interpolate": {
+        "video": SOURCE,
+        "factor": "2 or 4: N frames become (N-1)*factor+1 at factor times the rate",
+        "prompt": "optionally what the clip shows",
+        "guidance": "follow the prompt (1: off)",
+        "frames_guidance": "keep to the given frames (1: off)",
+        "fps": "the rate the source is read at; the result has factor times it",
+    },
 }
 HELP = {
     "frames": "1 = an image",

@@ -33,9 +33,23 @@ class Prepared:
     # too (None: the whole clip at once).
     window: int | tuple[int, int, int] | None = None
     overlap: int | tuple[int, int, int] = 0
+    # A clip made window after window, each given what the ones before made (extension) or its own
+    # part of the input (interpolation): then(latents so far, one per window) is the next window's
+    # Prepared, or None when the clip is complete, and join(windows) the clip's latents.
+    then: Callable[[list[torch.Tensor]], Prepared | None] | None = None
+    join: Callable[[list[torch.Tensor]], torch.Tensor] | None = None
 
 
-CONDITIONS = ("source", "source_keep", "reference", "reference_keep")  # the model's conditions in the sequence
+CONDITIONS = (
+    "source",
+    "source_keep",
+    "reference",
+    "reference_keep",
+    "frames",
+    "frame_at",
+    "frame_phase",
+    "frames_keep",
+)  # the model's conditions in the sequence
 
 
 def read_once(model: Generator, limit: int = 64) -> Callable[..., torch.Tensor]:

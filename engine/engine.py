@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import TensorCache, cache_key
-from .denoise import denoise
+from .denoise import Prepared, denoise
 from .host_memory import fix_mmap_threshold
 from .model_set import ModelSet
 from .models.rewrite import Rewrite
@@ -259,23 +259,31 @@ class Engine:
         elif cached:  # a streamed result keeps only its latents: decoded again, skipping the steps
             frames = decode(hit["latents"].to(self.device))
         else:
-            prep = job.prepare()
+            prep: Prepared | None = job.prepare()
             events: list[Event] = []
+            windows: list[torch.Tensor] = []
+            before = offset  # steps of earlier windows (and jobs) on this progress bar
 
             def on_step(step: int, total: int, x1_hat: torch.Tensor) -> None:
                 if cancel.cancelled:
                     raise Cancelled
-                el, done = time.perf_counter() - t0, offset + step
+                el, done = time.perf_counter() - t0, before + step
                 events.append(Progress(done, total_all, el, el / done * (total_all - done)))
                 if previews:
                     events.append(Preview(done, self.preview_frames(x1_hat, job.frames, job.shape)))
 
-            # The loop runs as a generator of steps, so events reach the caller as they happen.
-            latents = yield from stream_steps(
-                lambda cb: denoise(model, prep, self.device, cb, self.bf16), on_step, events
-            )
-            if cancel.cancelled:
-                raise Cancelled
+            while prep is not None:  # one window, or window after window (Prepared.then)
+                # The loop runs as a generator of steps, so events reach the caller as they happen.
+                run = prep
+                latents = yield from stream_steps(
+                    partial(denoise, model, run, self.device, autocast=self.bf16), on_step, events
+                )
+                if cancel.cancelled:
+                    raise Cancelled
+                windows.append(latents)
+                before += len(run.times) - 1
+                prep = run.then(windows) if run.then is not None else None
+            latents = run.join(windows) if run.join is not None else windows[-1]
             decoded = decode(latents)
             # (T, H, W, 3), or its parts in order for a job that streams (written as they come).
             frames = to_frames(decoded[0]) if isinstance(decoded, torch.Tensor) else decoded

@@ -36,6 +36,7 @@ class ModelSet:
     upsampler: Generator | None  # the upsampler's transformer...
     updecoder: SkipDecoder | None  # ... and its decoder (which also sees the enlarged input)
     personalizer: Generator | None  # the T2V generator grown to read a reference picture (docs/conditioning.md)
+    animator: Generator | None  # the T2V generator grown to read given frames (animate, extend, interpolate)
     # Each role's id: the folder's name and the digests of what it reads (TAE, generator, rewriter,
     # then the task's own weights), so a cache entry or result names exactly the weights behind it.
     ids: dict[str, str]
@@ -54,6 +55,8 @@ class ModelSet:
             ids["upsampler"] = f"{ids['generator']}+{file_digest(up)[:8]}{file_digest(updec)[:8]}"
         if _has(folder / "personalize"):
             ids["personalizer"] = f"{ids['generator']}+{file_digest(folder / 'personalize')[:8]}"
+        if _has(folder / "animate"):
+            ids["animator"] = f"{ids['generator']}+{file_digest(folder / 'animate')[:8]}"
 
         def gen(name: str) -> Generator | None:
             return _load(folder / name, Generator, GeneratorConfig, device) if _has(folder / name) else None
@@ -67,6 +70,7 @@ class ModelSet:
             upsampler=gen("upscale") if has_up else None,
             updecoder=_load(updec, SkipDecoder, TAEConfig, device) if has_up else None,
             personalizer=gen("personalize"),
+            animator=gen("animate"),
             ids=ids,
         )
 

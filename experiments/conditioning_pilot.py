@@ -5,7 +5,7 @@ from the shipped T2V weights, with the shipped recipe's data and settings otherw
     python experiments/conditioning_pilot.py pt2v encoder --steps 300 --out ~/runs/pilot/pt2v-enc
 
 Designs: edit `channels` (Movie Gen Edit, identity samples from step 0) or `sequence`; pt2v
-`encoder` (Movie Gen PT2V's vision encoder) or `sequence`. Snapshots land in OUT/<stage>-run/
+`encoder` (Movie Gen PT2V's vision encoder) or `sequence`; animate (given frames) `sequence`. Snapshots land in OUT/<stage>-run/
 <stage>-stepN every --every steps; `bash experiments/edit_snapshot.sh SNAP`
 evaluates one (an edit or a PT2V snapshot). Resumable: run the same command again.
 """
@@ -33,7 +33,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "shapes-v2
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", choices=("edit", "pt2v"))
+    ap.add_argument("task", choices=("edit", "pt2v", "animate"))
     ap.add_argument("design", choices=("channels", "sequence", "encoder"))
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--every", type=int, default=50)
@@ -54,7 +54,13 @@ def main() -> None:
         extra[k] = float(v) if "." in v else int(v)
     # A short run: a short EMA, so the snapshot is the weights of these steps rather than the start.
     loop = {"steps": args.steps, "checkpoint_every": args.every, "ema": 0.99, "warmup": 20}
-    if args.task == "edit":
+    if args.task == "animate":  # given frames: the sequence design only
+        from engine.train.animate_stage import AnimateTrainConfig, animate_generator_config, train_animate
+
+        tcfg = dataclasses.replace(AnimateTrainConfig(), **(loop | extra))
+        gcfg = animate_generator_config(p.generator, tae.cfg.temporal_down)
+        train_animate(tcfg, gcfg, tae, t2v, rt, args.out / "animate-run")
+    elif args.task == "edit":
         if args.design not in ("channels", "sequence"):
             raise SystemExit("edit designs: channels, sequence")
         tcfg = dataclasses.replace(p.edit_train, condition=args.design, **({"keep_from": 0} | loop | extra))

@@ -92,8 +92,12 @@ class EditHandlers(Handler):
     request_type = EditRequest
 
     def request(self, values: Mapping) -> EditRequest | SDEditRequest:
-        """An instruction edit, or in describe mode an SDEdit."""
-        return request_from(SDEditRequest if values.get("mode") == "sdedit" else EditRequest, values)
+        """An instruction edit, or in describe mode an SDEdit; strength 0 is each one's default
+        (an edit's task's own, SDEdit's)."""
+        if values.get("mode") != "sdedit":
+            return request_from(EditRequest, values)
+        default = {} if values.get("strength") else {"strength": SDEditRequest.strength}
+        return request_from(SDEditRequest, dict(values) | default)
 
     # -- the source ---------------------------------------------------------------------------
     def load(self, video) -> dict:
@@ -218,6 +222,7 @@ def _settings(req: EditRequest | SDEditRequest, meta: dict) -> str:
     if isinstance(req, EditRequest):
         parts += [f"task {meta.get('edit_task', req.edit_task)}", f"follow {req.guidance}"]
         parts.append(f"keep {req.source_guidance}")
+        parts.append(f"strength {meta.get('strength', req.strength)}")
     else:
         parts += [f"guidance {req.guidance}", f"strength {req.strength}"]
     return " · ".join(parts)
@@ -228,7 +233,7 @@ def build_edit_tab(
 ) -> EditTab:
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = EditHandlers(engine, tokens, workdir)
-    d, sd = EditRequest(video=""), SDEditRequest(video="", prompt="")
+    d = EditRequest(video="")
     gr.Markdown(KNOWS)
     with gr.Row():
         with gr.Column(scale=3):
@@ -257,9 +262,14 @@ def build_edit_tab(
                     elem_id="edit-prompt",
                 )
                 prompt_reading = gr.Markdown("", elem_id="edit-prompt-reading")
-                strength = gr.Slider(
-                    0.05, 1.0, value=sd.strength, step=0.05, label="Strength (1 = draw anew)", elem_id="edit-strength"
-                )
+            strength = gr.Slider(
+                0.0,
+                1.0,
+                value=d.strength,
+                step=0.05,
+                label="Strength: how far from the source it starts (1 = anew; 0 = the default)",
+                elem_id="edit-strength",
+            )
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed")
                 dice = gr.Button("Random", scale=0, min_width=80, elem_id="edit-dice")

@@ -18,6 +18,7 @@ from engine.models.generator import Generator  # noqa: E402
 from engine.models.rewrite import PromptRewriter  # noqa: E402
 from engine.models.tae import TAE  # noqa: E402
 from engine.models.upsampler import SkipDecoder  # noqa: E402
+from engine.train.animate_stage import animate_generator_config, grow_for_animation  # noqa: E402
 from engine.train.edit_stage import grow_for_editing  # noqa: E402
 from engine.train.personalize_stage import grow_for_personalization, personalize_generator_config  # noqa: E402
 from engine.train.recipe import PRESETS, edit_generator_config  # noqa: E402
@@ -70,6 +71,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     with torch.no_grad():
         _open_blocks(personalizer)
     save_component(out / "personalize", "generator", pcfg, personalizer)
+    # The animation model: the T2V generator reading given frames.
+    acfg = animate_generator_config(p.generator, p.tae.temporal_down)
+    torch.manual_seed(3)
+    animator = grow_for_animation(gen, acfg)
+    with torch.no_grad():
+        _open_blocks(animator)
+    save_component(out / "animate", "generator", acfg, animator)
     return out
 
 

@@ -67,7 +67,7 @@ def test_help_keeps_the_old_words_and_choices(capsys):
     edit = help_of(capsys, "edit")
     assert edit["--task"].startswith("{auto,recolor,background,reshape,remove,add,motion}")
     assert "(default: auto)" in edit["--task"] and "keep the source (default: 1.5)" in edit["--source-guidance"]
-    assert "SDEdit" in edit["--prompt"] and "(default: 0.6)" in edit["--strength"]
+    assert "SDEdit" in edit["--prompt"] and "SDEdit's 0.6) (default: 0.0)" in edit["--strength"]
     assert help_of(capsys, "upscale")["--scale"] == "{2,4} (default: 4)"
     pz = help_of(capsys, "personalize")
     assert pz["--name"].startswith("NAME the character's name") and "(default: 2.0)" in pz["--reference-guidance"]

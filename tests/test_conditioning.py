@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.models.generator import Generator
-from engine.models.transformer import REFERENCE, SOURCE, DiT, DiTConfig
+from engine.models.transformer import FRAMES, REFERENCE, SOURCE, DiT, DiTConfig
 from engine.sampling import two_scale_velocity, windowed
 from engine.train.recipe import PRESETS, edit_generator_config
 
@@ -79,13 +79,13 @@ def test_positions_and_markers():
     _, grown = _models()
     _, _, _, source, reference = _inputs()
     _, pos, mask = grown.context_tokens(source, None, None, None)
-    assert pos.shape == (32, 32) and mask.all()
-    assert torch.allclose(pos, grown.positions(2, 4, 4) + grown.markers[SOURCE])  # the target's own places
+    assert pos.shape == (2, 32, 32) and mask.all()
+    assert torch.allclose(pos[1], grown.positions(2, 4, 4) + grown.markers[SOURCE])  # the target's own places
     _, pos, _ = grown.context_tokens(None, None, reference, None)
     hw = (grown.pos_h[:4, None] + grown.pos_w[None, :4]).reshape(16, -1)
-    assert torch.allclose(pos, hw + grown.markers[REFERENCE])  # (h, w) only: no time of its own
+    assert torch.allclose(pos[0], hw + grown.markers[REFERENCE])  # (h, w) only: no time of its own
     _, pos, mask = grown.context_tokens(source, torch.tensor([True, False]), reference, None)
-    assert pos.shape == (48, 32) and mask.tolist() == [[True] * 48, [False] * 32 + [True] * 16]
+    assert pos.shape == (2, 48, 32) and mask.tolist() == [[True] * 48, [False] * 32 + [True] * 16]
     with pytest.raises(ValueError, match="context_kinds"):
         DiT(CFG).context_tokens(source, None, None, None)
 
@@ -196,3 +196,59 @@ def test_place_bias_pulls_each_target_token_to_the_source_at_its_place():
     with_bias = attn(h, extra=kv, extra_bias=grown.blocks[0].place_bias[:, None, None] * torch.eye(32))
     zero_bias = attn(h, extra=kv, extra_bias=torch.zeros(2, 32, 32))
     assert torch.allclose(zero_bias, attn(h, extra=kv), atol=1e-6) and (with_bias - zero_bias).abs().mean() > 1e-3
+
+
+def _framed() -> DiT:
+    """The drawn T2V DiT grown with given frames (FRAMES, a TAE stride of 4)."""
+    base, _ = _models()
+    framed = DiT(dataclasses.replace(CFG, context_kinds=3, frame_stride=4))
+    missing, unexpected = framed.load_state_dict(base.state_dict(), strict=False)
+    assert sorted(missing) == ["frame_phase", "markers"] and not unexpected
+    return framed.eval()
+
+
+@torch.no_grad()
+def test_given_frames_sit_at_their_time_and_phase():
+    framed = _framed()
+    z = torch.randn(2, 4, 3, 8, 8)  # three given latent frames each
+    at = torch.tensor([[0, 1, 3], [2, 2, 0]])
+    phase = torch.tensor([[0, 4, 3], [1, 2, 0]])
+    keep = torch.tensor([[True, True, False], [True, False, False]])
+    tok, pos, mask = framed.context_tokens(None, None, None, None, z, at, phase, keep)
+    assert tok.shape == (2, 48, 32) and pos.shape == (2, 48, 32)
+    hw = (framed.pos_h[:4, None] + framed.pos_w[None, :4]).reshape(16, -1)
+    for b in range(2):
+        for f in range(3):
+            want = framed.pos_t[at[b, f]] + framed.frame_phase[phase[b, f]] + framed.markers[FRAMES] + hw
+            assert torch.allclose(pos[b, 16 * f : 16 * (f + 1)], want)
+    assert mask.tolist() == [[True] * 32 + [False] * 16, [True] * 16 + [False] * 32]
+    # The same picture at another phase or time is another condition.
+    x, t, text, _, _ = _inputs()
+    v = framed(x, t, text, frames=z, frame_at=at, frame_phase=phase)
+    assert not torch.allclose(v, framed(x, t, text, frames=z, frame_at=at, frame_phase=(phase + 1) % 5))
+    assert not torch.allclose(v, framed(x, t, text, frames=z, frame_at=(at + 1) % 4, frame_phase=phase))
+    with pytest.raises(ValueError, match="frame_at and frame_phase"):
+        framed.context_tokens(None, None, None, None, z, at[:, :2], phase, None)
+    with pytest.raises(ValueError, match="latent time"):
+        framed.context_tokens(None, None, None, None, z, at + 4, phase, None)
+    with pytest.raises(ValueError, match="no given frames"):
+        _models()[1].context_tokens(None, None, None, None, z, at, phase, None)
+
+
+@torch.no_grad()
+def test_given_frames_masked_out_are_the_t2v_model_and_read_once():
+    base, _ = _models()
+    framed = _framed()
+    x, t, text, _, _ = _inputs()
+    z = torch.randn(2, 4, 2, 8, 8)
+    at, phase = torch.tensor([[0, 1], [0, 3]]), torch.tensor([[0, 4], [4, 3]])
+    none = torch.zeros(2, 2, dtype=torch.bool)
+    assert torch.allclose(
+        framed(x, t, text, frames=z, frame_at=at, frame_phase=phase, frames_keep=none), base(x, t, text), atol=1e-6
+    )
+    one = torch.tensor([[True, False], [False, False]])  # sample 0 reads its first frame only
+    v = framed(x, t, text, frames=z, frame_at=at, frame_phase=phase, frames_keep=one)
+    alone = framed(x[:1], t[:1], text[:1], frames=z[:1, :, :1], frame_at=at[:1, :1], frame_phase=phase[:1, :1])
+    assert torch.allclose(v[0], alone[0], atol=1e-5) and torch.allclose(v[1], base(x, t, text)[1], atol=1e-6)
+    states = framed.read_context(frames=z, frame_at=at, frame_phase=phase, frames_keep=one)
+    assert torch.allclose(framed(x, t, text, context_states=states), v, atol=1e-6)

@@ -14,6 +14,7 @@ from engine.models.generator import Generator
 from engine.requests import Error, Preview, Progress, Result
 from engine.sampling import sdedit_times, two_scale_velocity, windowed
 from engine.tasks import EditRequest, SDEditRequest
+from engine.tasks.edit import TASK_STRENGTH
 from engine.train.edit_stage import grow_for_editing
 from engine.train.recipe import PRESETS, edit_generator_config
 from engine.video_io import read_metadata, write_video
@@ -218,6 +219,22 @@ def test_edit_source_changes_the_result_and_sdedit_runs(engine, source, tmp_path
     assert sd.frames.shape == (32, 64, 64, 3) and sd.metadata["request"]["task"] == "sdedit"
 
 
+def test_edit_strength_starts_from_the_source(engine, source):
+    """At a small strength the edit starts near the source's latents, so it returns the source's
+    reconstruction (what SDEdit returns at that strength) rather than the tiny model's drawing."""
+    req = EditRequest(video=str(source), instruction="make the red one yellow", steps=2)
+    kept = engine.generate(SDEditRequest(video=str(source), prompt="a red square", steps=2, strength=0.02))
+    kept = kept.frames.astype(np.float32)
+    near = engine.generate(dataclasses.replace(req, strength=0.02)).frames.astype(np.float32)
+    anew = engine.generate(req)
+    assert anew.metadata["strength"] == TASK_STRENGTH["recolor"] == 1.0  # the task's own by default
+    anew = anew.frames.astype(np.float32)
+    assert np.abs(near - kept).mean() < 0.1 * np.abs(anew - kept).mean()
+    reshape = engine.generate(dataclasses.replace(req, instruction="turn the square into a star"))
+    assert reshape.metadata["edit_task"] == "reshape" and reshape.metadata["strength"] == TASK_STRENGTH["reshape"] < 1
+    assert engine.generate(dataclasses.replace(req, strength=0.02)).cached
+
+
 def test_edit_refusals(engine, source, tmp_path):
     def error(**kw):
         events = list(engine.run(EditRequest(**({"video": str(source), "steps": 2} | kw))))
@@ -226,6 +243,7 @@ def test_edit_refusals(engine, source, tmp_path):
 
     assert "instruction is empty" in error(instruction="  ")
     assert "which kind of edit" in error(instruction="do something nice")
+    assert "strength must be between 0 (the task's own) and 1" in error(instruction="remove the circle", strength=1.5)
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     assert "MP4" in error(video=str(junk), instruction="make the circle yellow")

@@ -9,10 +9,18 @@ import tempfile
 from pathlib import Path
 
 from ..cli import Formatter, add_common, add_fields, make_engine, request_from
-from ..tasks import EditRequest, PersonalizeRequest, T2VRequest, UpscaleRequest
+from ..tasks import (
+    AnimateRequest,
+    EditRequest,
+    ExtendRequest,
+    InterpolateRequest,
+    PersonalizeRequest,
+    T2VRequest,
+    UpscaleRequest,
+)
 
-WHAT = ("t2v", "tae", "edit", "upscale", "personalize")
-DEFAULT_N = {"edit": 12, "upscale": 12, "personalize": 40}  # else 48
+WHAT = ("t2v", "tae", "edit", "upscale", "personalize", "animate", "extend", "interpolate")
+DEFAULT_N = {"edit": 12, "upscale": 12, "personalize": 40, "animate": 24, "extend": 24, "interpolate": 12}  # else 48
 SETS = ("held_out", "handwritten", "typed")  # t2v's prompt sets
 
 
@@ -23,7 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--n", type=int, default=None, help="prompts (t2v, 48), clips (tae, 48), sources per task (edit, 12)"
     )
     add_fields(e, EditRequest, only=["source_guidance"], helps={"source_guidance": "edit: keep the source (s_I)"})
+    helps = {"strength": "edit: start from the source noised this far (1: from noise; 0: each task's own)"}
+    add_fields(e, EditRequest, only=["strength"], prefix="edit", helps=helps)
     e.add_argument("--strengths", default="0.5,0.75", help="edit: SDEdit baseline strengths, comma-separated")
+    e.add_argument("--cases-seed", type=int, default=123, help="edit: the seed the held-out cases are drawn with")
     e.add_argument("--t2v-sources", type=int, default=12, help="edit / upscale: T2V outputs edited or upscaled")
     e.add_argument("--photos", type=int, default=8, help="upscale: clips panned over the held-out photos")
     e.add_argument("--analyser-clips", type=int, default=300, help="personalize: truth clips the analyser reads")
@@ -34,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_fields(e, PersonalizeRequest, only=["reference_guidance"], helps=helps)
     helps = {"steps": "upscale: Euler steps", "schedule": "upscale: time schedule"}
     add_fields(e, UpscaleRequest, only=["steps", "schedule"], prefix="upscale", helps=helps)
+    e.add_argument(
+        "--frames-guidance", type=float, default=1.5, help="animate / extend: keep to the given frames (s_F)"
+    )
+    e.add_argument("--no-t2v-baseline", action="store_true", help="extend: skip the T2V baseline")
     e.add_argument("--verbose", action="store_true")
     e.add_argument("--sets", default=",".join(SETS), help="t2v prompt sets, comma-separated")
     add_fields(e, T2VRequest, skip=["prompt"])
@@ -66,14 +81,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             steps=args.steps,
             guidance=args.guidance,
             source_guidance=args.source_guidance,
+            strength=args.edit_strength,
             schedule=args.schedule,
             rewrite=args.rewrite,
         )
         strengths = tuple(float(x) for x in args.strengths.split(",") if x)
-        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("video", "seed", "strength")}}
+        res = {"settings": {k: v for k, v in base.to_dict().items() if k not in ("video", "seed")}}
         res["settings"] |= {"model": ids.get("editor") or ids["generator"], "precision": engine.precision}
         res["settings"] |= {"per_task": args.n, "sdedit_strengths": strengths}
-        res |= evaluate_edit(engine, args.n, base, strengths, t2v_sources=args.t2v_sources, log=log)
+        res["settings"]["cases_seed"] = args.cases_seed
+        res |= evaluate_edit(
+            engine, args.n, base, strengths, t2v_sources=args.t2v_sources, seed=args.cases_seed, log=log
+        )
     elif args.what == "personalize":
         from .personalize import evaluate_personalize
 
@@ -87,6 +106,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res |= evaluate_personalize(
             engine, args.n, base, analyser_clips=args.analyser_clips, baseline=not args.no_baseline, log=log
         )
+    elif args.what in ("animate", "extend", "interpolate"):
+        from . import animate as ev
+
+        engine.models.require("animator", "has no animation model ('animate')")
+        res = {"settings": {"model": ids["animator"], "precision": engine.precision, "n": args.n}}
+        if args.what == "interpolate":
+            base = InterpolateRequest(video="")  # its own defaults: a few steps, no guidance
+            res["settings"] |= {"steps": base.steps, "guidance": base.guidance}
+            res |= ev.evaluate_interpolate(engine, args.n, base, log=log)
+        else:
+            kw = {"steps": args.steps, "guidance": args.guidance, "frames_guidance": args.frames_guidance}
+            res["settings"] |= kw
+            if args.what == "animate":
+                res |= ev.evaluate_animate(engine, args.n, AnimateRequest(image="", prompt="x", **kw), log=log)
+            else:
+                base = ExtendRequest(video="", prompt="x", **kw)
+                res |= ev.evaluate_extend(engine, args.n, base, baseline=not args.no_t2v_baseline, log=log)
     elif args.what == "upscale":
         from .upscale import evaluate_upscale
 

@@ -49,14 +49,18 @@ class DiTConfig:
     time_dim: int = 256
     tasks: int = 0
     task_tokens: int = 4
-    context_kinds: int = 0  # conditions in the sequence: SOURCE, REFERENCE (0: none)
+    context_kinds: int = 0  # conditions in the sequence: SOURCE, REFERENCE, FRAMES (0: none)
+    # Given frames (FRAMES): how many clip frames one latent frame codes (the TAE's time stride);
+    # a given frame is told by its latent time and its phase, which of those frames a single
+    # picture shows, or a whole latent frame of a clip (phase = stride). 0: no given frames.
+    frame_stride: int = 0
     # A learned per-head logit bias from each target token to the source token at its own place,
     # starting at this value (0: none): copying what an edit leaves alone without first learning
     # to match places through the position tables.
     place_bias: float = 0.0
 
 
-SOURCE, REFERENCE = 0, 1  # context kinds: their marker rows
+SOURCE, REFERENCE, FRAMES = 0, 1, 2  # context kinds: their marker rows
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -85,14 +89,15 @@ class Block(nn.Module):
             self.place_bias = nn.Parameter(torch.full((cfg.heads,), float(cfg.place_bias)))
 
     def read_context(
-        self, c: torch.Tensor, c_mod: torch.Tensor
+        self, c: torch.Tensor, c_mod: torch.Tensor, c_mask: torch.Tensor | None = None
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """This block on the conditions' tokens c (B, M, D) alone, at their own (clean) time c_mod:
         their keys and values for the target to read (B, H, M, d/H), and their next states. They
-        read only themselves and not the prompt, so they depend on the clean latents alone."""
+        read only themselves (where c_mask (B, M) is True) and not the prompt, so they depend on the
+        clean latents that are given alone."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (c_mod + self.mod_table).unbind(1)  # each (B, D)
         q, k, v = self.attn.project(modulate(self.norm1(c), shift1, scale1))  # (B, H, M, d/H)
-        c = c + gate1[:, None] * self.attn.attend(q, k, v, None)  # (B, M, D)
+        c = c + gate1[:, None] * self.attn.attend(q, k, v, c_mask)  # (B, M, D)
         c = c + gate2[:, None] * self.ffn(modulate(self.norm3(c), shift2, scale2))
         return (k, v), c
 
@@ -155,6 +160,9 @@ class DiT(nn.Module):
         if cfg.context_kinds:
             # Tells a condition's tokens from the target's at the same position (and kinds apart).
             self.markers = nn.Parameter(torch.randn(cfg.context_kinds, d) * 0.02)
+        if cfg.frame_stride:
+            # A given frame's phase: which frame of its latent frame a picture shows, or a whole one.
+            self.frame_phase = nn.Parameter(torch.randn(cfg.frame_stride + 1, d) * 0.02)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm_out = RMSNorm(d, affine=False)
         self.out_mod = nn.Linear(d, 2 * d)
@@ -180,12 +188,18 @@ class DiT(nn.Module):
         source_keep: torch.Tensor | None,
         reference: torch.Tensor | None,
         reference_keep: torch.Tensor | None,
+        frames: torch.Tensor | None = None,
+        frame_at: torch.Tensor | None = None,
+        frame_phase: torch.Tensor | None = None,
+        frames_keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """The conditions' tokens (B, M, D), their positions with markers (M, D), and which are
+        """The conditions' tokens (B, M, D), their positions with markers (B, M, D), and which are
         read (B, M); None when there are none. A source (B, C, T, h, w) sits at the target's own
-        positions; a reference (B, C, 1, h', w') at (h, w) alone, no time."""
+        positions; a reference (B, C, 1, h', w') at (h, w) alone, no time; given frames
+        (B, C, F, h, w) each at its latent time frame_at (B, F) and phase frame_phase (B, F), read
+        where frames_keep (B, F) is True."""
         if not self.cfg.context_kinds:
-            if source is not None or reference is not None:
+            if source is not None or reference is not None or frames is not None:
                 raise ValueError("this model takes no conditions in the sequence (context_kinds = 0)")
             return None
         parts, places, masks = [], [], []
@@ -193,23 +207,47 @@ class DiT(nn.Module):
             if z is None:
                 continue
             tok = self.embed(z)  # (B, M_k, D)
-            gt, gh, gw = (
-                z.shape[2] // self.cfg.patch[0],
-                z.shape[3] // self.cfg.patch[1],
-                z.shape[4] // self.cfg.patch[2],
-            )
+            b, m = tok.shape[:2]
+            gt, gh, gw = (n // k for n, k in zip(z.shape[2:], self.cfg.patch, strict=True))
             if kind == SOURCE:
                 pos = self.positions(gt, gh, gw)
             else:
                 pos = (self.pos_h[:gh, None] + self.pos_w[None, :gw]).reshape(gh * gw, -1).repeat(gt, 1)
             parts.append(tok)
-            places.append(pos + self.markers[kind])
-            b, m = tok.shape[:2]
+            places.append((pos + self.markers[kind]).expand(b, m, -1))
             keep = torch.ones(b, dtype=torch.bool, device=tok.device) if keep is None else keep.to(tok.device)
             masks.append(keep.view(-1, 1).expand(b, m))
+        if frames is not None:
+            tok, place, mask = self._given_frames(frames, frame_at, frame_phase, frames_keep)
+            parts.append(tok)
+            places.append(place)
+            masks.append(mask)
         if not parts:
             return None
-        return torch.cat(parts, 1), torch.cat(places).to(parts[0].dtype), torch.cat(masks, 1)
+        return torch.cat(parts, 1), torch.cat(places, 1).to(parts[0].dtype), torch.cat(masks, 1)
+
+    def _given_frames(
+        self, z: torch.Tensor, at: torch.Tensor | None, phase: torch.Tensor | None, keep: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Given frames' tokens (B, F*hw, D), places (B, F*hw, D) and mask (B, F*hw): each latent
+        frame of z (B, C, F, h, w) at its own time and phase."""
+        c = self.cfg
+        if not c.frame_stride or c.context_kinds <= FRAMES:
+            raise ValueError("this model takes no given frames (frame_stride = 0)")
+        if c.patch[0] != 1:
+            raise ValueError("given frames need a patch of one latent frame in time")
+        b, f = z.shape[0], z.shape[2]
+        if at is None or phase is None or tuple(at.shape) != (b, f) or tuple(phase.shape) != (b, f):
+            raise ValueError(f"frame_at and frame_phase must be ({b}, {f}): each given frame's time and phase")
+        if int(at.max()) >= c.max_t or int(at.min()) < 0:
+            raise ValueError(f"a given frame's latent time is outside the model's 0..{c.max_t - 1}")
+        tok = self.embed(z)  # (B, F*gh*gw, D), frame by frame
+        gh, gw = z.shape[3] // c.patch[1], z.shape[4] // c.patch[2]
+        hw = (self.pos_h[:gh, None] + self.pos_w[None, :gw]).reshape(1, 1, gh * gw, -1)  # (1, 1, hw, D)
+        when = self.pos_t[at] + self.frame_phase[phase] + self.markers[FRAMES]  # (B, F, D)
+        place = (when[:, :, None] + hw).reshape(b, f * gh * gw, -1)  # (B, F*hw, D)
+        keep = torch.ones(b, f, dtype=torch.bool, device=tok.device) if keep is None else keep.to(tok.device)
+        return tok, place, keep[:, :, None].expand(b, f, gh * gw).reshape(b, -1)
 
     def read_context(
         self,
@@ -217,20 +255,29 @@ class DiT(nn.Module):
         source_keep: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
         reference_keep: torch.Tensor | None = None,
+        frames: torch.Tensor | None = None,
+        frame_at: torch.Tensor | None = None,
+        frame_phase: torch.Tensor | None = None,
+        frames_keep: torch.Tensor | None = None,
     ) -> ContextStates | None:
         """The conditions read through every block at their own time (clean, t = 1), without the
         target: what each block's self-attention appends to the target's keys. None: none given."""
-        given = self.context_tokens(source, source_keep, reference, reference_keep)
+        given = self.context_tokens(
+            source, source_keep, reference, reference_keep, frames, frame_at, frame_phase, frames_keep
+        )
         if given is None:
             return None
-        ctok, cpos, cmask = given  # (B, M, D), (M, D), (B, M)
+        ctok, cpos, cmask = given  # (B, M, D), (B, M, D), (B, M)
         b = ctok.shape[0]
         ones = torch.ones(b, device=ctok.device)
         clean = self.time_mlp(timestep_embedding(ones, self.cfg.time_dim).to(ctok.dtype))  # (B, D)
         cmod = self.mod_mlp(clean).view(b, 6, -1)  # (B, 6, D)
+        # A dropped condition must not colour the kept ones' reading (given frames drop one by one);
+        # a sample with none kept reads them all (unread by its target, and no empty softmax).
+        read = None if bool(cmask.all()) else cmask | ~cmask.any(1, keepdim=True)  # (B, M)
         kv = []
         for block in self.blocks:
-            pair, ctok = block.read_context(ctok + cpos, cmod)  # positions at every layer's input
+            pair, ctok = block.read_context(ctok + cpos, cmod, read)  # positions at every layer's input
             kv.append(pair)
         grid = None
         if source is not None:
@@ -249,12 +296,18 @@ class DiT(nn.Module):
         source_keep: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
         reference_keep: torch.Tensor | None = None,
+        frames: torch.Tensor | None = None,
+        frame_at: torch.Tensor | None = None,
+        frame_phase: torch.Tensor | None = None,
+        frames_keep: torch.Tensor | None = None,
         context_states: ContextStates | None = None,
     ) -> torch.Tensor:
         """x (B, C, T, h, w) noisy latents at flow time t (B,) -> velocity (B, C, T, h, w).
         source / reference: clean latents in the sequence; *_keep (B,) bool: False drops that
-        sample's condition (how training teaches the guidance terms without it). context_states:
-        read_context's result for them, when the caller already has it."""
+        sample's condition (how training teaches the guidance terms without it). frames: given
+        frames (B, C, F, h, w) at latent times frame_at and phases frame_phase (B, F), read where
+        frames_keep (B, F). context_states: read_context's result for them, when the caller
+        already has it."""
         c = self.cfg
         b, _, T, H, W = x.shape
         pt, ph, pw = c.patch
@@ -265,7 +318,9 @@ class DiT(nn.Module):
         tok = tok.flatten(2).transpose(1, 2)  # (B, N, D)
         pos = self.positions(gt, gh, gw).to(tok.dtype)  # (N, D)
         temb = self.time_mlp(timestep_embedding(t, c.time_dim).to(tok.dtype))  # (B, D)
-        states = context_states or self.read_context(source, source_keep, reference, reference_keep)
+        states = context_states or self.read_context(
+            source, source_keep, reference, reference_keep, frames, frame_at, frame_phase, frames_keep
+        )
         if c.tasks:
             # No task given: plain generation ("generate", index 0), which such a model also learned.
             task = task if task is not None else torch.zeros(b, dtype=torch.long, device=x.device)

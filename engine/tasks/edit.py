@@ -17,7 +17,7 @@ import torch
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..requests import MAX_PROMPT_CHARS, RequestError, TaskRequest, check_sampling
-from ..sampling import SCHEDULES
+from ..sampling import SCHEDULES, sdedit_times
 from ..video_io import NormalizedClip
 from ..world.analyse import source_scene
 from ..world.edits import EDIT_TASKS
@@ -29,6 +29,10 @@ from .registry import Inspection, Job, Task, register
 if TYPE_CHECKING:
     from ..engine import Engine
 
+# Where an edit starts by default, per task (docs/models/edit.md#strength): a change of shape or the
+# removal of an object keeps the layout and motion from the noised source; a new colour or
+# background is drawn from noise, where the source's own colours do not pull it back.
+TASK_STRENGTH = {"recolor": 1.0, "background": 1.0, "reshape": 0.75, "remove": 0.75, "add": 0.75, "motion": 0.75}
 EDIT_WINDOW_FRAMES = 32  # what the edit model was trained on; longer sources go in overlapping windows
 EDIT_TASK_CHOICES = ("auto", *EDIT_TASKS)
 NO_TASK = (
@@ -49,6 +53,10 @@ class EditRequest(TaskRequest):
     steps: int = 24
     guidance: float = 5.0  # follow the instruction (s_T)
     source_guidance: float = 1.5  # keep the source (s_I)
+    # Start from the source noised to time 1 - strength rather than from pure noise (the "denoise"
+    # of other studios): 1 generates the result anew from the source's tokens alone; 0 is the
+    # task's own (TASK_STRENGTH).
+    strength: float = 0.0
     size: int = 64
     fps: float = 8.0
     schedule: str = "linear-quadratic"
@@ -72,6 +80,8 @@ class EditRequest(TaskRequest):
             raise RequestError(f"task must be one of {', '.join(EDIT_TASK_CHOICES)}, got {self.edit_task!r}.")
         if not 0.0 <= self.source_guidance <= 30.0:
             raise RequestError(f"source guidance must be between 0 and 30, got {self.source_guidance}.")
+        if not 0.0 <= self.strength <= 1.0:
+            raise RequestError(f"strength must be between 0 (the task's own) and 1, got {self.strength}.")
         check_sampling(self, size_multiple, max_size)
 
 
@@ -134,7 +144,13 @@ def inspect_source(engine: Engine, video: str, size: int = 64, fps: float = 8.0)
 
 
 def prepare_edit(
-    req: EditRequest, src: Source, instruction: str, task: int, encode: EncodePrompt, in_sequence: bool
+    req: EditRequest,
+    src: Source,
+    instruction: str,
+    task: int,
+    encode: EncodePrompt,
+    in_sequence: bool,
+    strength: float = 1.0,
 ) -> Prepared:
     """The source conditions the generator as every condition does (docs/conditioning.md): its
     latents' tokens in the sequence at the target's own positions, the instruction as text with
@@ -154,9 +170,10 @@ def prepare_edit(
         uncond=encode("") | blank | {"task": none_task},
         guidance=req.guidance,
         source_guidance=req.source_guidance,
-        times=SCHEDULES[req.schedule](req.steps),
+        times=sdedit_times(SCHEDULES[req.schedule](req.steps), strength),
         seed=req.seed,
         frames=src.frames,
+        start=z if strength < 1.0 else None,
         window=src.window,
         overlap=src.window // 2,
     )
@@ -177,15 +194,22 @@ def edit_job(engine: Engine, req: EditRequest) -> Job:
     given = req.to_dict() | {"video": src.clip.digest}  # the content, not the file's name, identifies it
     encode = engine.prompt_encoder("editor")
     in_sequence = engine.models.editor.dit.cfg.context_kinds > 0
+    strength = req.strength or TASK_STRENGTH[task]
     return Job(
         key=cache_key("edit", engine.models.ids["editor"], engine.precision, given),
-        prepare=lambda: prepare_edit(req, src, text, TASK_EMBEDDINGS.index(task), encode, in_sequence),
+        prepare=lambda: prepare_edit(req, src, text, TASK_EMBEDDINGS.index(task), encode, in_sequence, strength),
         model="editor",
         frames=src.frames,
         shape=(req.size, req.size),
         steps=req.steps,
         fps=src.clip.fps,
-        meta={"reading": reading.to_dict(), "edit_task": task, "given": text, "source": src.meta},
+        meta={
+            "reading": reading.to_dict(),
+            "edit_task": task,
+            "given": text,
+            "strength": strength,
+            "source": src.meta,
+        },
         audio_from=Path(req.video),
     )
 

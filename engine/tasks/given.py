@@ -1,0 +1,89 @@
+"""Given frames (docs/conditioning.md): what animating a picture, continuing a clip and filling in
+frames hand the animation model. A given frame is clean latents in the sequence at its own time:
+a picture (one frame, encoded alone as a 1-frame latent) at the latent frame that holds it and its
+phase there (which of the TAE's `stride` frames it is), or a whole latent frame of a clip (phase
+`stride`). The model makes the clip around them; the three guidance terms are those of editing:
+v(none) + s_F (v(frames) - v(none)) + s_T (v(frames, prompt) - v(frames))."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..denoise import EncodePrompt, Prepared
+from ..models.tae import TAE
+
+WINDOW_FRAMES = 32  # what the animation model was trained on: one window of 8 latent frames
+
+
+@dataclass(frozen=True)
+class GivenFrames:
+    latents: torch.Tensor  # (1, Cz, F, h, w): each a picture's 1-frame latent or a clip's latent frame
+    at: torch.Tensor  # (1, F) long: the latent frame each sits at
+    phase: torch.Tensor  # (1, F) long: the frame a picture shows within it; stride = a whole latent frame
+
+    def kwargs(self, keep: bool) -> dict[str, torch.Tensor]:
+        f = self.at.shape[1]
+        keeps = torch.full((1, f), keep, dtype=torch.bool, device=self.latents.device)
+        return {"frames": self.latents, "frame_at": self.at, "frame_phase": self.phase, "frames_keep": keeps}
+
+    def __add__(self, other: GivenFrames) -> GivenFrames:
+        return GivenFrames(
+            torch.cat([self.latents, other.latents], 2),
+            torch.cat([self.at, other.at], 1),
+            torch.cat([self.phase, other.phase], 1),
+        )
+
+
+def pictures(tae: TAE, frames: np.ndarray, index: list[int], device: torch.device) -> GivenFrames:
+    """Pictures (P, H, W, 3) uint8, each the clip's frame index[p], encoded one by one (1-frame
+    latents, as a still image is) and placed at frame // stride with phase frame % stride."""
+    x = torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    z = tae.encode(x[:, :, None])  # (P, Cz, 1, h, w)
+    z = z.permute(2, 1, 0, 3, 4)  # (1, Cz, P, h, w)
+    s = tae.cfg.temporal_down
+    idx = torch.tensor([index], dtype=torch.long, device=device)
+    return GivenFrames(z, idx // s, idx % s)
+
+
+def chunks(tae: TAE, latents: torch.Tensor, first: int = 0) -> GivenFrames:
+    """Whole latent frames (1, Cz, k, h, w) of a clip, at latent times first .. first + k - 1."""
+    k = latents.shape[2]
+    at = torch.arange(first, first + k, device=latents.device)[None]
+    return GivenFrames(latents, at, torch.full_like(at, tae.cfg.temporal_down))
+
+
+def prepare_given(
+    given: GivenFrames,
+    prompt: str,
+    encode: EncodePrompt,
+    shape: tuple[int, ...],
+    *,
+    guidance: float,
+    frames_guidance: float,
+    times: torch.Tensor,
+    seed: int,
+    frames: int,
+    then: Callable[[list[torch.Tensor]], Prepared | None] | None = None,
+    join: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
+) -> Prepared:
+    """One window: latents of `shape` made around the given frames. With no guidance at all
+    (both scales 1) a single term: the model given the frames and the prompt."""
+    cond = encode(prompt) | given.kwargs(True)
+    plain = guidance == 1.0 and frames_guidance == 1.0
+    return Prepared(
+        shape=shape,
+        cond=cond,
+        source=None if plain else encode("") | given.kwargs(True),
+        uncond=None if plain else encode("") | given.kwargs(False),
+        guidance=guidance,
+        source_guidance=frames_guidance,
+        times=times,
+        seed=seed,
+        frames=frames,
+        then=then,
+        join=join,
+    )

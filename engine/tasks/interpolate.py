@@ -1,0 +1,135 @@
+"""Fill in frames (interpolation, Emu Video's and Video LDM's frame interpolation with our given
+frames): a clip of N frames becomes (N - 1) K + 1 frames at K times its rate. The source's frames
+are given as pictures at their places in the longer clip (tasks/given.py) and the animation model
+makes the frames between; the source's own frames are kept as they were.
+
+Windows of 32 output frames, each starting where the one before has its last given latent frame
+(every 28 frames: a latent frame boundary for K = 2 and 4, and a given frame), so windows meet on
+frames both were given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..cache import cache_key
+from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..sampling import SCHEDULES
+from .animate import NO_ANIMATOR
+from .edit import NO_SOURCE
+from .given import WINDOW_FRAMES, pictures, prepare_given
+from .registry import Job, Task, register
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+FACTORS = (2, 4)
+HOP = WINDOW_FRAMES - 4  # output frames from one window's start to the next's
+
+
+@dataclass(frozen=True)
+class InterpolateRequest(TaskRequest):
+    video: str  # any upload of at least 2 frames
+    factor: int = 2  # 2 or 4 times the frame rate
+    prompt: str = ""  # optional: what the clip shows (empty: the frames alone)
+    seed: int = 0
+    # The given frames pin the clip down: a few steps and no guidance suffice by default.
+    steps: int = 12
+    guidance: float = 1.0
+    frames_guidance: float = 1.0
+    size: int = 64
+    fps: float = 8.0  # the source is read at this rate; the result has factor times it
+    schedule: str = "linear-quadratic"
+    rewrite: bool = True
+    upscale: int = 0
+
+    task = "interpolate"
+
+    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+        if not str(self.video).strip():
+            raise RequestError(NO_SOURCE)
+        if self.factor not in FACTORS:
+            raise RequestError(f"factor must be 2 or 4, got {self.factor}.")
+        check_text("prompt", self.prompt)
+        if not 0.0 <= self.frames_guidance <= 30.0:
+            raise RequestError(f"frames guidance must be between 0 and 30, got {self.frames_guidance}.")
+        check_sampling(self, size_multiple, max_size)
+        if self.fps * self.factor > 60:
+            raise RequestError(f"the result's rate {self.fps * self.factor:g} fps is over 60: read the source slower.")
+
+
+def window_starts(total: int) -> list[int]:
+    """Output frames where windows start: every HOP frames until one reaches the last frame."""
+    starts = [0]
+    while starts[-1] + WINDOW_FRAMES < total:
+        starts.append(starts[-1] + HOP)
+    return starts
+
+
+def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
+    engine.models.require("animator", NO_ANIMATOR)
+    clip = engine.load_source(req.video, req.size, req.fps)
+    n = len(clip.frames)
+    if n < 2:
+        raise RequestError("The clip has one frame: filling in frames needs at least 2.")
+    k = req.factor
+    total = (n - 1) * k + 1
+    starts = window_starts(total)
+    rewrite = engine.rewrite_text(req.prompt) if req.rewrite and req.prompt.strip() else None
+    prompt = rewrite.text if rewrite is not None else req.prompt
+    tae = engine.models.tae
+    stride = tae.cfg.temporal_down
+    shape = (1, *tae.cfg.latent_shape(WINDOW_FRAMES, req.size, req.size))
+    times = SCHEDULES[req.schedule](req.steps)
+    keep = HOP // stride  # latent frames kept of every window but the last
+
+    def window(w: int):
+        first = starts[w]
+        index = [i * k for i in range(n) if first <= i * k < first + WINDOW_FRAMES]
+        given = pictures(tae, clip.frames[[i // k for i in index]], [i - first for i in index], engine.device)
+        return prepare_given(
+            given,
+            prompt,
+            engine.prompt_encoder("animator"),
+            shape,
+            guidance=req.guidance,
+            frames_guidance=req.frames_guidance,
+            times=times,
+            seed=req.seed + w,
+            frames=WINDOW_FRAMES,
+            then=lambda made: window(len(made)) if len(made) < len(starts) else None,
+            join=lambda made: torch.cat([*(z[:, :, :keep] for z in made[:-1]), made[-1]], 2),
+        )
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        """The made clip with the source's own frames put back at their places: (1, 3, T, H, W)."""
+        made = tae.decode(latents)[:, :, :total]
+        src = torch.from_numpy(np.ascontiguousarray(clip.frames)).to(made.device).permute(3, 0, 1, 2).float()
+        made[0, :, ::k] = src / 127.5 - 1
+        return made
+
+    return Job(
+        key=cache_key(
+            "interpolate", engine.models.ids["animator"], engine.precision, req.to_dict() | {"video": clip.digest}
+        ),
+        prepare=lambda: window(0),
+        model="animator",
+        frames=total,
+        shape=(req.size, req.size),
+        steps=req.steps * len(starts),
+        fps=clip.fps * k,
+        meta={
+            "rewrite": rewrite.to_dict() if rewrite is not None else None,
+            "source": {"name": Path(req.video).name, "sha256": clip.digest, "summary": clip.summary} | clip.info,
+            "windows": len(starts),
+        },
+        audio_from=Path(req.video),
+        decode=decode,
+    )
+
+
+TASK = register(Task("interpolate", InterpolateRequest, interpolate_job))
