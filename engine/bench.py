@@ -16,11 +16,19 @@ import numpy as np
 
 from .cli import Formatter, add_common, add_fields, make_engine, request_from
 from .requests import Preview, Result
-from .tasks import EditRequest, PersonalizeRequest, T2VRequest, UpscaleRequest
+from .tasks import (
+    AnimateRequest,
+    EditRequest,
+    ExtendRequest,
+    InterpolateRequest,
+    PersonalizeRequest,
+    T2VRequest,
+    UpscaleRequest,
+)
 
 PROMPT = "a red circle moving left on a blue background"
 INSTRUCTION = "make the circle yellow"
-WHAT = ("t2v", "edit", "upscale", "personalize")
+WHAT = ("t2v", "edit", "upscale", "personalize", "animate", "extend", "interpolate")
 PERSONALIZE_PROMPT = "the character moving right on a green background"
 
 
@@ -68,6 +76,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             base = _upscale_request(args, Path(tmp))
         elif args.what == "personalize":
             base = _personalize_request(args, Path(tmp))
+        elif args.what in ("animate", "extend", "interpolate"):
+            base = _given_frames_request(args, Path(tmp))
         else:
             base = request_from(T2VRequest, args)
         seeds = [dataclasses.replace(base, seed=i) for i in range(args.repeats)]
@@ -139,3 +149,21 @@ def _personalize_request(args: argparse.Namespace, tmp: Path) -> PersonalizeRequ
     path = tmp / "reference.png"
     Image.fromarray(Character("star", "red", "cyan", "hstripes").reference("white", 256)).save(path)
     return request_from(PersonalizeRequest, args, reference=str(path), prompt=PERSONALIZE_PROMPT)
+
+
+def _given_frames_request(args: argparse.Namespace, tmp: Path) -> AnimateRequest | ExtendRequest | InterpolateRequest:
+    """animate: a picture to the default 32-frame clip; extend: a 32-frame clip by 32 new frames
+    (two windows); interpolate: a 32-frame clip 4x (125 frames, five windows), at its defaults.
+    Steps and guidance from the flags for the first two (the T2V defaults)."""
+    from .video_io import write_png
+    from .world.render import render
+    from .world.scene import Scene, ShapeObject
+
+    obj = ShapeObject("red", "circle", "left", 0.5, 0.5)
+    if args.what == "interpolate":
+        return InterpolateRequest(video=str(_world_clip(tmp, (obj,))), factor=4)
+    if args.what == "extend":
+        src = _world_clip(tmp, (obj,))
+        return ExtendRequest(video=str(src), prompt=args.prompt, steps=args.steps, guidance=args.guidance)
+    pic = write_png(tmp / "first.png", render(Scene("blue", (obj,)), 64, 1)[0])
+    return AnimateRequest(image=str(pic), prompt=args.prompt, steps=args.steps, guidance=args.guidance)

@@ -37,7 +37,10 @@ CHOICES: dict[str, tuple] = {
 # can move into the request modules (`field(default=..., metadata={"help": ...})`) one by one.
 SOURCE = "the source: MP4, MOV, WebM, MKV, AVI, GIF, or a PNG/JPEG image"
 TASK_HELP: dict[str, dict[str, str]] = {
-    "t2v": {"rewrite": "give the generator the prompt as typed, not the rewriter's canonical reading of it"},
+    "t2v": {
+        "rewrite": "give the generator the prompt as typed, not the rewriter's canonical reading of it",
+        "factorised": "make the first frame as an image, then animate it (Emu Video; needs an animation model)",
+    },
     "edit": {
         "video": SOURCE,
         "instruction": "what to change, e.g. 'make the circle yellow'",

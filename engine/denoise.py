@@ -38,6 +38,7 @@ class Prepared:
     # Prepared, or None when the clip is complete, and join(windows) the clip's latents.
     then: Callable[[list[torch.Tensor]], Prepared | None] | None = None
     join: Callable[[list[torch.Tensor]], torch.Tensor] | None = None
+    model: str | None = None  # the ModelSet role that denoises this window, when not the job's
 
 
 CONDITIONS = (

@@ -275,8 +275,9 @@ class Engine:
             while prep is not None:  # one window, or window after window (Prepared.then)
                 # The loop runs as a generator of steps, so events reach the caller as they happen.
                 run = prep
+                net = getattr(self.models, run.model) if run.model else model
                 latents = yield from stream_steps(
-                    partial(denoise, model, run, self.device, autocast=self.bf16), on_step, events
+                    partial(denoise, net, run, self.device, autocast=self.bf16), on_step, events
                 )
                 if cancel.cancelled:
                     raise Cancelled

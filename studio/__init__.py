@@ -14,12 +14,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import edit_tab, personalize_tab, upscale_tab
+from . import animate_tab, edit_tab, personalize_tab, upscale_tab
+from .animate_tab import TARGETS, build_animate_tab
 from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
 from .events import session_key
-from .history import EDITS
+from .history import ANIMATIONS, EDITS
 from .history_tab import build_history_tab, choices, gallery_items
 from .personalize_tab import build_personalize_tab
 from .sendto import SendTo
@@ -33,11 +34,12 @@ GRADIO_CACHE_BOUND = (600, 3600)  # (how often, how old) in seconds: Blocks(dele
 # page CSS in launch(), so app.py passes it.)
 PAGE_CSS = (
     "video, #t2v-preview img, #edit-preview img, #upscale-preview img, #upscale-input-image img,"
-    " #pt-preview img, #pt-prepared img, #pt-frame img, #history-gallery img { image-rendering: pixelated; }\n"
+    " #pt-preview img, #pt-prepared img, #pt-frame img, #history-gallery img,"
+    " #an-preview img, #ex-preview img, #fi-preview img, #an-frame img { image-rendering: pixelated; }\n"
     # Gradio sizes gallery columns by item count: two results would each fill half the page.
     "#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 150px)) !important; }\n"
     # A 64x64 reference (or a frame of a small clip) fills its box, pixel for pixel enlarged.
-    "#pt-prepared img, #pt-frame img { width: 100%; height: 100%; object-fit: contain; }"
+    "#pt-prepared img, #pt-frame img, #an-frame img { width: 100%; height: 100%; object-fit: contain; }"
 )
 
 
@@ -64,6 +66,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
                 ed = build_edit_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
             with gr.Tab("Personalize", id="personalize", elem_id="tab-personalize"):
                 pt = build_personalize_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
+            with gr.Tab("Animate", id="animate", elem_id="tab-animate"):
+                an = build_animate_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
             with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
                 up = build_upscale_tab(engine, tokens, ENGINE_QUEUE, workdir, spaces)
             hist = build_history_tab(spaces)
@@ -73,6 +77,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
         sendto = SendTo(tabs)
         sendto.register("Edit", "edit", ed.controls["video"])
         sendto.register("Personalize", "personalize", pt.clip)  # into its take-a-frame row
+        for name, task in TARGETS:  # into the part it is sent for, that part shown
+            sendto.register(name, "animate", an.parts[task].inbox, also=((an.part, task),))
         sendto.register("Upscale", "upscale", up.controls["video"])
         sendto.register("Compare", "compare", cmp.pick, lambda path, old: [*(old or [])[-3:], Path(path).stem])
         for choice, button, path in (
@@ -80,6 +86,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             (t2v.send_choice, t2v.send, t2v.last),
             (ed.send_choice, ed.send, ed.last),
             (pt.send_choice, pt.send, pt.last),
+            *((p.send_choice, p.send, p.last) for p in an.parts.values()),
             (up.send_choice, up.send, up.last),
         ):
             choice.choices = [(n, n) for n in sendto.names()]
@@ -131,11 +138,11 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             up.run_after(button.click(to_upscale, last, [tabs, up.controls["video"], up.controls["scale"]]))
             for button, last in ((t2v.upscale4, t2v.last), (ed.upscale4, ed.last), (pt.upscale4, pt.last))
         ]
-        for event in (t2v.event, ed.event, pt.event, up.event, *upscales):
+        for event in (t2v.event, ed.event, pt.event, *an.events, up.event, *upscales):
             event.then(refresh, [hist.pick, cmp.pick], lists)
 
         # The reopen outputs, tab by tab (each tab's controls, by name): the Upscale and Personalize
-        # tabs' boards last.
+        # tabs' boards, then the Animate tab's part and its parts' controls and boards, last.
         fields = {
             "t2v": t2v.controls,
             "edit": ed.controls,
@@ -143,6 +150,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             "up_board": {"board": up.board},
             "personalize": pt.controls,
             "pt_board": {"board": pt.board},
+            **an.fields(),
         }
 
         def filled(selected: str, **values: dict) -> list:
@@ -154,7 +162,8 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
         def reopen(entry_id, request: gr.Request = None):
             """A result's settings back in the tab that made it (the other tabs are left as they are);
             an upscale's input, and the result beside its bicubic enlargement, in the Upscale tab; a
-            personalized clip's reference (its own copy) and settings, beside the result, in Personalize."""
+            personalized clip's reference (its own copy) and settings, beside the result, in Personalize;
+            an animation's picture(s) or clip and settings, beside the result, in its part of Animate."""
             e = history_of(request).get(entry_id) if entry_id else None
             if e is None:
                 raise gr.Error("That result is gone; refresh the history.")
@@ -177,6 +186,11 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
                 values = personalize_tab.settings_values(e.request, reference)
                 board = pt.handlers.board(e.media, e.meta)
                 return filled("personalize", personalize=values, pt_board={"board": board})
+            if e.task in ANIMATIONS:
+                values, warning = animate_tab.reopen_values(an.handlers, e.media, e.meta)
+                if warning:
+                    gr.Warning(warning)
+                return filled("animate", **values)
             return filled("t2v", t2v=settings_values(e.request))
 
         hist.reopen.click(reopen, hist.selected, [tabs, *(c for named in fields.values() for c in named.values())])

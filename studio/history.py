@@ -17,6 +17,8 @@ from engine.outputs import SIDECARS  # <id>.thumb.png, <id>.bicubic.mp4, <id>.re
 
 MEDIA = (".mp4", ".png")
 EDITS = ("edit", "sdedit")  # the Edit tab's tasks: say what to change, or describe the result
+# The Animate tab's tasks, one part each: picture to clip, continue a clip, fill in frames.
+ANIMATIONS = ("animate", "extend", "interpolate")
 
 
 def describes(request: dict) -> bool:
@@ -55,7 +57,18 @@ class Entry:
             return f"upscale {r.get('scale', 4)}x: {what}"
         if self.task == "personalize":
             return f"{self.character}: {r.get('prompt', '')}"
+        if self.task == "animate":
+            return f"animate: {r.get('prompt', '')}"
+        if self.task == "extend":
+            return f"continue: {r.get('prompt', '')}"
+        if self.task == "interpolate":  # the prompt is optional: else the clip it filled in
+            return f"fill in {r.get('factor', 2)}x: {r.get('prompt') or self.source_name}"
         return r.get("prompt", "")
+
+    @property
+    def source_name(self) -> str:
+        """The file a result was made from (an edit's, a continuation's...), as it was named."""
+        return self.meta.get("source", {}).get("name") or Path(self.request.get("video", "")).name
 
     @property
     def character(self) -> str:
@@ -77,8 +90,10 @@ class Entry:
 
     @property
     def fps(self) -> float:
-        """The result's frame rate: the request's, or for an upscale its source's."""
-        return float(self.request.get("fps") or self.meta.get("source", {}).get("fps") or 8.0)
+        """The result's frame rate: the request's, or for an upscale its source's; frames filled in
+        play at `factor` times the rate the source was read at."""
+        fps = float(self.request.get("fps") or self.meta.get("source", {}).get("fps") or 8.0)
+        return fps * int(self.request.get("factor") or 2) if self.task == "interpolate" else fps
 
     @property
     def is_video(self) -> bool:
@@ -115,11 +130,36 @@ class Entry:
             parts += [f"look like {r.get('reference_guidance')}", f"{r.get('frames')} frames", f"{r.get('size')} px"]
             parts.append(f"reference {self.character}")
             return " · ".join(str(p) for p in parts if p)
+        if self.task in ANIMATIONS:
+            return " · ".join(str(p) for p in self._animation_settings() if p)
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
         parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]
         if r.get("negative_prompt"):
             parts.append(f"not: {r['negative_prompt']}")
         return " · ".join(str(p) for p in parts if p)
+
+    def _animation_settings(self) -> list:
+        """An Animate tab result's settings: what it was given, and what it made of it."""
+        r, m = self.request, self.meta
+        parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps"]
+        if self.task == "animate":
+            parts += [f"follow {r.get('guidance')}", f"keep to the pictures {r.get('frames_guidance')}"]
+            parts += [
+                f"{r.get('frames')} frames",
+                f"from {m.get('image', {}).get('name') or Path(r.get('image', '')).name}",
+            ]
+            if m.get("last") or r.get("last"):
+                parts.append(f"to {m.get('last', {}).get('name') or Path(r.get('last', '')).name}")
+            return parts
+        windows = m.get("windows", 1)
+        windows = f"{windows} window{'s' if windows != 1 else ''}"
+        if self.task == "extend":
+            parts += [f"follow {r.get('guidance')}", f"keep to the clip {r.get('frames_guidance')}"]
+            new = m.get("new_frames") or r.get("frames")
+            seconds = f" ({r['seconds']:g} s)" if r.get("seconds") else ""
+            return [*parts, f"+{new} frames{seconds}", windows, f"from {self.source_name}"]
+        fps = float(r.get("fps") or 8.0)
+        return [*parts, f"{r.get('factor')}x, {fps:g} -> {self.fps:g} fps", windows, f"from {self.source_name}"]
 
 
 class History:

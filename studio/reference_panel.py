@@ -15,21 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from engine.requests import RequestError
-from engine.video_io import VideoInputError, content_digest, write_png
+from engine.video_io import VideoInputError, content_digest
 
 from .characters import CharacterNameError, CharacterStore
-from .events import VIDEO_TYPES, save_npy, shown_files_error
+from .events import VIDEO_TYPES, shown_files_error
+from .frames import FrameTaking
 from .handler import shown_once
 from .spaces import Spaces
 
 
-class References:
+class References(FrameTaking):
     """The reference's handlers (a part of PersonalizeHandlers): plain methods, so tests drive them
     without a browser. `workdir` keeps references as the model sees them and frames taken from
-    clips, named by content; `characters` is the store of saved characters."""
+    clips (see FrameTaking), named by content; `characters` is the store of saved characters."""
 
     engine: Any
     workdir: Path
@@ -86,46 +86,6 @@ class References:
             return str(media.parent / name)
         ref = meta.get("request", {}).get("reference")
         return str(ref) if ref and Path(ref).is_file() else None
-
-    # -- taking a frame -------------------------------------------------------------------------
-    def take_from(self, clip) -> dict:
-        """A clip (or an image) to take a frame from: {"frames" (a .npy of them), "count", "name",
-        "summary"}; {"error"} when it cannot be read; {} for none."""
-        if not clip:
-            return {}
-        path = Path(clip)
-        try:
-            got = self.engine.take_frames(path)
-        except (VideoInputError, RequestError) as e:
-            return {"error": str(e)}
-        frames = got.frames
-        try:
-            npy = shown_once(self.workdir / f"take-{got.digest[:16]}-{len(frames)}.npy", lambda p: save_npy(p, frames))
-        except OSError as e:
-            return shown_files_error(e, path.name)
-        return {
-            "frames": str(npy),
-            "count": len(frames),
-            "name": path.stem,
-            "digest": got.digest,
-            "summary": f"{path.name}: {got.summary}",
-        }
-
-    def frame(self, taken: dict | None, k) -> np.ndarray | None:
-        """Frame k of a clip loaded by take_from (clamped to the clip), or None."""
-        if not taken or "frames" not in taken or not Path(taken["frames"]).is_file():
-            return None
-        frames = np.load(taken["frames"], mmap_mode="r")
-        return np.array(frames[int(np.clip(int(k or 0), 0, len(frames) - 1))])
-
-    def use_frame(self, taken: dict | None, k) -> str:
-        """Frame k written as a PNG (named after the clip and the frame), to become the reference."""
-        image = self.frame(taken, k)
-        if image is None:
-            raise ValueError("Send a result here (or upload a clip) first, then pick a frame.")
-        k = int(np.clip(int(k or 0), 0, taken["count"] - 1))
-        folder = self.workdir / f"frames-{taken['digest'][:16]}"
-        return str(write_png(folder / f"{_safe_stem(taken['name'])}-frame-{k}.png", image))
 
     # -- saved characters -----------------------------------------------------------------------
     def save_character(
@@ -314,8 +274,3 @@ def _meta_beside(media: Path) -> dict | None:
         return json.loads(Path(media).with_suffix(".json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def _safe_stem(name: str) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name))[:60].strip("-.")
-    return stem or "clip"

@@ -211,3 +211,22 @@ def test_blend_baseline_and_evals_measure(engine):
     assert got["extend"]["n"] == got["t2v"]["n"] == 1 and got["extend"]["followed"] in (0.0, 1.0)
     got = evaluate_interpolate(engine, 1, InterpolateRequest(video="", steps=1), factors=(2,))["interpolate"]["x2"]
     assert got["model"]["n"] == 1 and got["blend"]["psnr"] > got["repeat"]["psnr"]  # moving objects: blending wins
+
+
+def test_factorised_t2v_makes_an_image_then_animates_it(engine):
+    from engine.tasks import T2VRequest
+
+    req = T2VRequest(prompt="a red square moving right on a blue background", steps=2, factorised=True)
+    prep = _first_prepared(engine, req)
+    assert prep.shape[2] == 1 and prep.model == "generator"  # the image first, by the T2V generator
+    image = torch.randn(prep.shape)
+    clip = prep.then([image])
+    assert clip.shape[2] == 8 and clip.model is None  # then the clip, by the job's model: the animator
+    assert torch.equal(clip.cond["frames"], image) and clip.cond["frame_at"].tolist() == [[0]]
+    assert clip.then is None or clip.then([image, torch.randn(clip.shape)]) is None
+    events = list(engine.run(req))
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3, 4]
+    res = events[-1]
+    assert isinstance(res, Result) and res.frames.shape == (32, 64, 64, 3)
+    direct = engine.generate(dataclasses.replace(req, factorised=False))
+    assert not np.array_equal(direct.frames, res.frames)

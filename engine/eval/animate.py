@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,45 @@ def evaluate_extend(
                 )
             i += 1
     keys = ("followed", "psnr_seam", "psnr")
-    return {"extend": {k: _summary(v, keys) for k, v in rows.items() if v}}
+    out = {k: _summary(v, keys) for k, v in rows.items() if v}
+    out["drift"] = _drift(engine, max(1, n // 4), base, seed, log)
+    return {"extend": out}
+
+
+def _background_level(frames: np.ndarray) -> np.ndarray:
+    """The background's colour: the median of the border pixels (objects rarely cover all of it)."""
+    border = np.concatenate([frames[:, 0], frames[:, -1], frames[:, :, 0], frames[:, :, -1]], 1)  # (T, 4R, 3)
+    return np.median(border.reshape(-1, 3), 0)
+
+
+def _drift(engine, n: int, base: ExtendRequest, seed: int, log: Log) -> dict:
+    """A 4 s source continued by 16 s (a 20 s video, seven windows) as one request: the last
+    window against the first 4 s, the background within 3 levels (max over channels) and every
+    object read with the same colour and shape."""
+    rng = np.random.default_rng([seed, 1])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        while len(rows) < n:
+            scene = sample_scene(rng, held_out=True)
+            source = render(scene, base.size, 32)
+            if not _reads(source, scene):
+                continue
+            path = write_video(Path(tmp) / f"drift-{len(rows)}.mp4", source, 8.0, {})
+            prompt = canonical_caption(scene.still())
+            req = ExtendRequest(
+                video=str(path), prompt=prompt, seconds=16.0, seed=len(rows), steps=base.steps, guidance=base.guidance
+            )
+            res = engine.generate(replace(req, frames_guidance=base.frames_guidance))
+            first, last = res.frames[:32], res.frames[-32:]
+            shift = float(np.abs(_background_level(last) - _background_level(first)).max())
+            try:
+                a, b = analyse(first), analyse(last)
+                same = sorted((o.color, o.shape) for o in a.objects) == sorted((o.color, o.shape) for o in b.objects)
+            except ValueError:
+                same = False
+            rows.append({"background_shift": shift, "background_ok": shift <= 3, "objects_same": same})
+            log(f"drift {prompt!r}: background moved {shift:.1f} levels, objects {'same' if same else 'CHANGED'}")
+    return _summary(rows, ("background_shift", "background_ok", "objects_same"))
 
 
 def _blend(source: np.ndarray, k: int) -> np.ndarray:
