@@ -66,8 +66,8 @@ def settings_values(request: Mapping, inputs: Mapping[str, str | None]) -> dict:
     files to load (the picture(s), or the clip: the originals, or their stand-ins when gone)."""
     task = request.get("task", "animate")
     values = control_values(request, REQUESTS[task]) | dict(inputs)
-    if task == "animate":
-        values["last"] = values.get("last") or None  # an empty picture box, not ''
+    if task == "animate":  # an empty picture box, not ''
+        values["image"], values["last"] = values.get("image") or None, values.get("last") or None
     if task == "extend" and not values["seconds"]:  # asked in frames (a script, the CLI): as seconds
         values["seconds"] = round(int(values["frames"]) / float(values["fps"] or 8.0), 3)
     return values
@@ -155,7 +155,7 @@ class AnimateHandlers(FrameTaking, Handler):
         windows = plan_windows(given_count(n, stride), new, WINDOW_FRAMES, stride)
         steps = int(steps or 1)
         return (
-            f"Makes **{new} new frames in {windows} window{'s' if windows > 1 else ''}** ({windows * steps} steps "
+            f"Makes **{new} new frames in {_n(windows, 'window')}** ({_n(windows * steps, 'step')} "
             f"in all): {n} + {new} = **{n + new} frames**, {(n + new) / fps:.1f} s at {fps:g} fps."
         )
 
@@ -169,8 +169,8 @@ class AnimateHandlers(FrameTaking, Handler):
         total = (n - 1) * k + 1
         windows = len(window_starts(total))
         return (
-            f"**{n} frames at {fps:g} fps -> {total} frames at {fps * k:g} fps** ({k}x; {windows} "
-            f"window{'s' if windows > 1 else ''}, {windows * int(steps or 1)} steps in all). The clip's own "
+            f"**{n} frames at {fps:g} fps -> {total} frames at {fps * k:g} fps** ({k}x; "
+            f"{_n(windows, 'window')}, {_n(windows * int(steps or 1), 'step')} in all). The clip's own "
             f"frames are kept; the model makes the {total - n} between them."
         )
 
@@ -257,13 +257,15 @@ class AnimateHandlers(FrameTaking, Handler):
             what = f"“{req.prompt}” · {req.frames} frames · seed {req.seed}"
         elif isinstance(req, ExtendRequest):
             w = m.get("windows", 1)
-            what = (
-                f"+{m.get('new_frames')} frames in {w} window{'s' if w > 1 else ''}: “{req.prompt}” · seed {req.seed}"
-            )
+            what = f"+{m.get('new_frames')} frames in {_n(w, 'window')}: “{req.prompt}” · seed {req.seed}"
         else:
             n = len(ev.frames)
             what = f"{req.factor}x: {n} frames at {req.fps * req.factor:g} fps · seed {req.seed}"
         return self.done(ev, what) | {"board": self.board(ev.path, m)}
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _settings(req: dict, meta: dict) -> str:
@@ -271,7 +273,7 @@ def _settings(req: dict, meta: dict) -> str:
     parts = [f"seed {req.get('seed', 0)}", f"{req.get('steps', '?')} steps"]
     if req.get("task") == "extend":
         w = meta.get("windows", 1)
-        parts = [f"+{meta.get('new_frames', '?')} frames, {w} window{'s' if w != 1 else ''}", *parts]
+        parts = [f"+{meta.get('new_frames', '?')} frames, {_n(w, 'window')}", *parts]
     parts += [f"follow {req.get('guidance', '?')}", f"keep {req.get('frames_guidance', '?')}"]
     return " · ".join(parts)
 
@@ -282,11 +284,9 @@ def reopen_values(h: AnimateHandlers, media, meta: dict) -> tuple[dict[str, dict
     task = meta.get("request", {}).get("task")
     given, gone = h.inputs_for(meta)
     values = settings_values(meta.get("request", {}), given) | {"board": h.board(media, meta)}
-    warning = (
-        f"The {' and '.join(gone)} of this result {'is' if len(gone) == 1 else 'are'} gone; upload again."
-        if gone
-        else None
-    )
+    it = "it" if len(gone) == 1 else "them"
+    warning = f"The {' and '.join(gone)} of this result {'is' if it == 'it' else 'are'} gone; upload {it} again."
+    warning = warning if gone else None
     return {"an_part": {"part": task}, f"an_{task}": values}, warning
 
 
@@ -373,7 +373,7 @@ def build_animate_tab(
     h = AnimateHandlers(engine, tokens, workdir)
     has = engine.models.animator is not None
     gr.Markdown(KNOWS if has else f"**Animation is off: {NO_ANIMATOR}.** " + KNOWS, elem_id="an-knows")
-    part = gr.Radio(PARTS, value="animate", label="What to do", elem_id="an_part")
+    part = gr.Radio(PARTS, value="animate", label="What to do", elem_id="an-part")
     waiting = {
         "animate": "Upload a picture to begin.",
         "extend": "Upload a clip to begin.",
@@ -445,7 +445,15 @@ def build_animate_tab(
                 frames_guidance = gr.Slider(
                     0.0, 10.0, value=d.frames_guidance, step=0.25, label="Keep to the pictures", elem_id="an-keep"
                 )
-            frames = gr.Slider(2, WINDOW_FRAMES, value=d.frames, step=1, label="Frames", elem_id="an-frames")
+            frames = gr.Slider(
+                2,
+                WINDOW_FRAMES,
+                value=d.frames,
+                step=1,
+                label="Frames",
+                info=f"at {d.fps:g} fps; for a longer clip, continue it",
+                elem_id="an-frames",
+            )
             schedule, rewrite = _settings_accordion("an", d)
             go, stop = _run_buttons("an", "Animate", has)
         with gr.Column(scale=4):

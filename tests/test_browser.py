@@ -1,7 +1,8 @@
 """The real page in a real browser: generate, watch the preview change, play the result,
 open History, pick two results, compare them in sync; upload a clip to Edit, edit it, and play
 the result beside the source; upscale a result 4x and zoom into it beside its bicubic enlargement;
-give Personalize a picture of a character, save it, and play the clip made with it beside it.
+give Personalize a picture of a character, save it, and play the clip made with it beside it;
+animate a picture in the Animate tab, then continue the clip it made by a second.
 Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
@@ -395,6 +396,80 @@ def test_personalize_with_a_reference_image(studio, tmp_path):
         )
         page.locator("#pt-pick input").click()
         assert page.locator("[role=option]:has-text('Stripey')").count() == 0
+        browser.close()
+
+
+def test_animate_a_picture_then_continue_the_clip(studio, tmp_path):
+    picture = write_png(
+        tmp_path / "first.png", render(Scene("blue", (ShapeObject("red", "square", "right"),)), 96, 1)[0]
+    )
+    SHOTS.mkdir(exist_ok=True)
+    durations = "() => [...document.querySelectorAll('#ex-board video')].map(v => v.duration)"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(studio)
+        page.locator("button[role=tab]:has-text('Animate')").first.click()
+        # Picture to clip: the picture is shown as the model will see it as soon as it is chosen.
+        page.locator("#an-image input[type=file]").set_input_files(str(picture))
+        page.wait_for_function(
+            "() => (document.querySelector('#an-picture-info')?.innerText || '').includes('as the model sees it: 96x96')",
+            timeout=30_000,
+        )
+        page.locator("#an-prompt textarea").fill("a red square moving right on a blue background")
+        page.locator("#an-steps input[type=number]").fill("1")
+        page.locator("#an-steps input[type=number]").press("Enter")
+        page.locator("#an-generate").click()
+        page.locator("#an-preview img").first.wait_for(timeout=60_000)
+        # The picture as the model saw it, and the clip made from it, under one play bar.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#an-board video')].some(v => v.readyState >= 2)", timeout=60_000
+        )
+        assert "done" in page.locator("#an-status").inner_text()
+        titles = page.locator("#an-board .cmp-prompt").all_inner_texts()
+        assert titles[0] == "First picture, as the model sees it" and titles[1].startswith("Result: a red"), titles
+        page.locator("#an-board .cmp-play").click()
+        page.wait_for_timeout(800)
+        t = page.evaluate("() => document.querySelector('#an-board video').currentTime")
+        page.screenshot(path=str(SHOTS / "14-animated.png"), full_page=True)
+        assert t > 0, "the result did not play"
+
+        # Sent on to "Continue a clip": that part shows, with the clip as the model sees it.
+        page.locator("#an-send-choice input").click()
+        page.locator("[role=option]:has-text('Animate: continue a clip')").first.click()
+        page.locator("#an-send").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#ex-source-info')?.innerText || '').includes('8 fps, 32 frames')",
+            timeout=30_000,
+        )
+        assert page.locator("#ex-prompt").is_visible() and not page.locator("#an-prompt").is_visible()
+        page.locator("#ex-prompt textarea").fill("a red square moving left on a blue background")
+        page.locator("#ex-seconds input[type=number]").fill("1")
+        page.locator("#ex-seconds input[type=number]").press("Enter")
+        page.locator("#ex-steps input[type=number]").fill("1")
+        page.locator("#ex-steps input[type=number]").press("Enter")
+        # Before it runs, the part says what it will make.
+        page.wait_for_function(
+            "() => (document.querySelector('#ex-plan')?.innerText || '').includes('8 new frames in 1 window')",
+            timeout=30_000,
+        )
+        assert "32 + 8 = 40 frames" in page.locator("#ex-plan").inner_text()
+        page.locator("#ex-generate").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#ex-status')?.innerText || '').includes('+8 frames in 1 window')",
+            timeout=60_000,
+        )
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#ex-board video')].filter(v => v.readyState >= 2).length === 2",
+            timeout=30_000,
+        )
+        source, result = page.evaluate(durations)
+        assert abs(source - 4.0) < 0.2 and abs(result - 5.0) < 0.2, (source, result)  # 32 frames, then 40
+        page.locator("#ex-board .cmp-play").click()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "15-continued.png"), full_page=True)
+        times = page.evaluate("() => [...document.querySelectorAll('#ex-board video')].map(v => v.currentTime)")
+        assert min(times) > 0, f"did not play: {times}"
         browser.close()
 
 

@@ -159,7 +159,8 @@ def test_build_ui_has_the_tabs(engine):
         "pt-then-upscale",
     } <= ids
     tabs = [b.id for b in demo.blocks.values() if isinstance(b, gr.Tab)]
-    assert tabs.index("edit") + 1 == tabs.index("personalize") == tabs.index("upscale") - 1
+    assert tabs.index("edit") + 1 == tabs.index("personalize") == tabs.index("animate") - 1
+    assert tabs.index("animate") + 1 == tabs.index("upscale")
     # Every engine event shares one queue of one.
     fns = [f for f in demo.fns.values() if getattr(f, "concurrency_id", None) == "engine"]
     assert fns and all(f.concurrency_limit == 1 for f in fns)
@@ -197,6 +198,7 @@ def test_the_tab_shows_how_the_prompt_is_read(rewriting_model, tmp_path):
 
 # -- the Edit tab --------------------------------------------------------------------------------
 PT_N = 10  # the Personalize tab's controls (reference, its name, prompt and 7 settings)
+AN_N = 1 + 11 + 10 + 10  # the Animate tab's reopen outputs: its part, each part's controls and board
 EDIT = dict(
     mode="instruction",
     instruction="make the circle yellow",
@@ -386,13 +388,13 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
     edit_n = len(EDIT_CONTROLS)
     assert out[1 + t2v_n : 1 + t2v_n + edit_n] == list(expected.values())
-    # The Upscale tab's 5 controls and its board, the Personalize tab's controls and its board.
-    assert out[1 + t2v_n + edit_n :] == [gr.skip()] * (6 + PT_N + 1)
+    # The Upscale tab's 5 controls and its board, the Personalize tab's controls and its board, the Animate tab's.
+    assert out[1 + t2v_n + edit_n :] == [gr.skip()] * (6 + PT_N + 1 + AN_N)
     # A T2V result still reopens in its own tab, the Edit tab left alone.
     run(T2VHandlers(engine, {}), steps=1, frames=1)
     out = reopen.fn(History(tmp_path / "out").entries()[0].id)
     assert out[0].selected == "t2v" and out[1] == SETTINGS["prompt"]
-    assert out[1 + t2v_n :] == [gr.skip()] * (edit_n + 6 + PT_N + 1)
+    assert out[1 + t2v_n :] == [gr.skip()] * (edit_n + 6 + PT_N + 1 + AN_N)
     # With the upload gone, the source the model saw (kept by the tab) stands in for it.
     h.load(source_clip)
     Path(source_clip).unlink()
@@ -400,7 +402,7 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     assert kept and np.array_equal(engine.inspect("edit", kept).frames.shape, (8, 64, 64, 3))
     # Send to Edit, from any result view: the tab switches and the result becomes the source.
     sends = fn_named(demo, "send")
-    assert len(sends) == 5  # History, Text to video, Edit, Personalize, Upscale
+    assert len(sends) == 8  # History, Text to video, Edit, Personalize, Animate's three parts, Upscale
     send = sends[0]
     n_targets = len(send.inputs) - 2
     out = send.fn("Edit", final["result"], *[None] * n_targets)
@@ -558,7 +560,7 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     assert out[1 + t2v_n + edit_n :][:5] == [small_clip, 2, 2, 9, "linear"]
     board = out[1 + t2v_n + edit_n + 5]
     assert board.count("<video") == 2 and entry.id in board
-    assert out[1 + t2v_n + edit_n + 6 :] == [gr.skip()] * (PT_N + 1)  # Personalize left alone
+    assert out[1 + t2v_n + edit_n + 6 :] == [gr.skip()] * (PT_N + 1 + AN_N)  # Personalize and Animate left alone
     # The upload gone: the input as the model got it (kept by the tab) stands in for it.
     Path(small_clip).unlink()
     kept = h.source_for(entry.meta, entry.media.parent)
@@ -579,8 +581,9 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     # Results of upscales can be compared (with zoom) and sent on.
     assert "cmp-zoom" in compare_html(History(tmp_path / "out").entries()[:2])
     send = fn_named(demo, "send")[0]
-    out = send.fn("Upscale", final["result"], *[None] * (len(send.inputs) - 2))  # Edit, Personalize, Upscale, Compare
-    assert out[0].selected == "upscale" and out[3] == final["result"] and out[1:3] == [gr.skip()] * 2
+    # Edit, Personalize, Animate's three parts, Upscale, Compare (then the Animate tab's part)
+    out = send.fn("Upscale", final["result"], *[None] * (len(send.inputs) - 2))
+    assert out[0].selected == "upscale" and out[6] == final["result"] and out[1:6] == [gr.skip()] * 5
     out = send.fn("Edit", final["result"], *[None] * (len(send.inputs) - 2))
     assert out[0].selected == "edit" and out[1] == final["result"]
 
@@ -698,7 +701,9 @@ def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star
     assert out[0].selected == "personalize"
     t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n + 6] == [gr.skip()] * (t2v_n + edit_n + 6)  # the other tabs left alone
-    values, board = out[-PT_N - 1 : -1], out[-1]
+    pt_at = 1 + t2v_n + edit_n + 6
+    values, board = out[pt_at : pt_at + PT_N], out[pt_at + PT_N]
+    assert out[pt_at + PT_N + 1 :] == [gr.skip()] * AN_N  # Animate left alone
     settings = [PT[k] for k in ("prompt", "seed", "steps", "guidance", "reference_guidance", "frames", "schedule")]
     assert values == [str(side), None, *settings, 0]  # no saved character: no name
     assert board.count("<img") == 1 and entry.id in board
@@ -748,7 +753,7 @@ def test_take_a_frame_from_a_result_sent_to_personalize(engine, tmp_path):
     clip = write_video(tmp_path / "out" / "20260101-000000-t2v-0.mp4", render(STAR.scene("right", "green"), 64, 8), 8)
     demo = build_ui(engine, tmp_path / "out")
     send = fn_named(demo, "send")[0]
-    out = send.fn("Personalize", str(clip), *[None] * (len(send.inputs) - 2))  # Edit, Personalize, Upscale, Compare
+    out = send.fn("Personalize", str(clip), *[None] * (len(send.inputs) - 2))  # Edit, Personalize, ...
     assert out[0].selected == "personalize" and out[2] == str(clip) and out[1] == gr.skip()
     h = pt_handlers(engine, tmp_path)
     taken = h.take_from(str(clip))

@@ -105,7 +105,7 @@ def test_a_clip_continued_by_one_second_is_eight_frames_longer(h, clip, tmp_path
     src = h.load_clip(clip)
     assert src["frames"] == 12 and src["fps"] == 8 and read_video(src["view"])[0].shape == (12, 64, 64, 3)
     assert h.extend_plan(src, 1.0, 1) == (
-        "Makes **8 new frames in 1 window** (1 steps in all): 12 + 8 = **20 frames**, 2.5 s at 8 fps."
+        "Makes **8 new frames in 1 window** (1 step in all): 12 + 8 = **20 frames**, 2.5 s at 8 fps."
     )
     assert "in 2 windows** (48 steps in all): 12 + 32 = **44 frames**" in h.extend_plan(src, 4.0, 24)
     final = run(h, video=clip, **EXTEND)[-1]
@@ -131,7 +131,7 @@ def test_fill_in_frames_doubles_the_count_and_the_rate(h, tmp_path):
     nine = str(write_video(tmp_path / "upload" / "nine.mp4", render(SCENE, 64, 33)[::4], 8))
     src = h.load_clip(nine)
     plan = h.fill_plan(src, 2, 1)
-    assert plan.startswith("**9 frames at 8 fps -> 17 frames at 16 fps** (2x; 1 window, 1 steps in all)")
+    assert plan.startswith("**9 frames at 8 fps -> 17 frames at 16 fps** (2x; 1 window, 1 step in all)")
     assert "the 8 between" in plan and "-> 33 frames at 32 fps** (4x; 2 windows" in h.fill_plan(src, 4, 1)
     final = run(h, video=nine, **FILL)[-1]
     frames, fps = read_video(final["result"])
@@ -221,13 +221,33 @@ def test_send_to_animate_and_on_from_it(engine, h, clip, tmp_path):
         for c in demo.blocks.values()
         if getattr(c, "elem_id", "") in ("an-send-choice", "ex-send-choice", "fi-send-choice")
     }
-    assert len(choices) == 3 and all({"Edit", "Upscale", "Animate: continue a clip"} <= set(v) for v in choices.values())
+    assert len(choices) == 3 and all(
+        {"Edit", "Upscale", "Animate: continue a clip"} <= set(v) for v in choices.values()
+    )
     # The clip's frames to pick from: the frame picked becomes the first (or last) picture.
     taken = h.take_from(clip)
     assert taken["count"] == 12 and np.array_equal(h.frame(taken, 99), h.frame(taken, 11))
     picture = h.use_frame(taken, 5)
     assert picture.endswith("-frame-5.png") and np.array_equal(read_image(picture), read_video(clip)[0][5])
     assert h.load_picture(picture)["summary"].startswith("64x64")
+
+
+def test_the_page_runs_each_part_as_its_own_request(engine, clip, tmp_path):
+    demo = build_ui(engine, tmp_path / "out")
+    runs = [f for f in fn_named(demo, "run") if "part" in f.input_keyword_names]
+    parts = {}
+    for f in runs:  # each part's run names its request by a State holding the part
+        names = dict(zip(f.input_keyword_names, f.inputs, strict=True))
+        parts[names["part"].value] = set(names)
+        assert f.concurrency_id == "engine" and f.concurrency_limit == 1
+    assert parts["animate"] == {"part", *PICTURE, "image", "last"}
+    assert parts["extend"] == {"video", *EXTEND, "schedule", "rewrite"}
+    assert parts["interpolate"] == {"video", *FILL, "schedule", "rewrite"}
+    (page_run,) = [f.fn for f in runs if "seconds" in f.input_keyword_names]
+    given = {"video": clip, **EXTEND, "schedule": "linear", "rewrite": False}
+    last = list(page_run(**given, request=None, progress=lambda *a, **k: None))[-1]
+    assert any("+8 frames in 1 window" in str(v) for v in last.values()), last
+    assert History(tmp_path / "out").entries()[0].task == "extend"
 
 
 def test_without_an_animation_model_the_tab_says_so(tiny_model_dir, pictures, tmp_path):

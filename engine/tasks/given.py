@@ -70,15 +70,20 @@ def prepare_given(
     then: Callable[[list[torch.Tensor]], Prepared | None] | None = None,
     join: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
 ) -> Prepared:
-    """One window: latents of `shape` made around the given frames. With no guidance at all
-    (both scales 1) a single term: the model given the frames and the prompt."""
+    """One window: latents of `shape` made around the given frames. At s_F = 1 the v(none) term
+    cancels, so guidance is plain classifier-free guidance on the prompt with the frames in both
+    terms (two terms a step, as T2V); with no guidance at all (both scales 1) a single term."""
     cond = encode(prompt) | given.kwargs(True)
-    plain = guidance == 1.0 and frames_guidance == 1.0
+    frames_only = encode("") | given.kwargs(True)
+    if frames_guidance == 1.0:
+        source, uncond = None, (None if guidance == 1.0 else frames_only)
+    else:
+        source, uncond = frames_only, encode("") | given.kwargs(False)
     return Prepared(
         shape=shape,
         cond=cond,
-        source=None if plain else encode("") | given.kwargs(True),
-        uncond=None if plain else encode("") | given.kwargs(False),
+        source=source,
+        uncond=uncond,
         guidance=guidance,
         source_guidance=frames_guidance,
         times=times,
