@@ -135,6 +135,14 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
                     label="Rewrite the prompt (the model is given its reading, shown under the prompt)",
                     elem_id="t2v-rewrite",
                 )
+                has_animator = engine.models.animator is not None
+                factorised = gr.Checkbox(
+                    value=False,
+                    label="Through an image: make the first frame as a picture, then animate it (Emu Video)",
+                    info=None if has_animator else "off: this model has no animation model",
+                    interactive=has_animator,
+                    elem_id="t2v-factorised",
+                )
             upscale = then_upscale(engine, "t2v-then-upscale")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
@@ -163,6 +171,7 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
         size=size,
         schedule=schedule,
         rewrite=rewrite,
+        factorised=factorised,
         upscale=upscale,
     )
     last = gr.State(None)  # this session's latest result (path)

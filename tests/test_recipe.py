@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     out = train("tiny", tmp_path / "model", device="cpu")
-    for part in ("tae", "t2v", "rewrite", "edit", "upscale", "personalize"):
+    for part in ("tae", "t2v", "rewrite", "edit", "upscale", "personalize", "animate"):
         assert (out / part / "model.safetensors").is_file()
         assert json.loads((out / part / "config.json").read_text())["config"]
     assert json.loads((out / "t2v" / "config.json").read_text())["refined"]  # the refine stage ran
@@ -38,6 +38,7 @@ def test_recipe_builds_a_model_the_engine_runs(tmp_path):
     personalizer, editor = engine.models.personalizer, engine.models.editor
     assert personalizer is not None and personalizer.cfg.dit.context_kinds and personalizer.cfg.reference is None
     assert editor is not None and editor.cfg.dit.context_kinds and not editor.cfg.dit.extra_channels
+    assert engine.models.animator is not None and engine.models.animator.cfg.dit.frame_stride == 4
 
 
 @pytest.mark.slow

@@ -323,7 +323,7 @@ def test_edit_describe_mode_runs_sdedit_and_reopens_in_describe_mode(engine, sou
     assert any(f"described: “{described}”" in str(v) for v in last.values()), last
     # Reopened: the Edit tab, in describe mode, with the prompt and strength it was made with.
     (reopen,) = fn_named(demo, "reopen")
-    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT_CONTROLS)
+    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT_CONTROLS)
 
     def reopened(entry_id: str) -> dict:
         out = reopen.fn(entry_id)
@@ -384,7 +384,7 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     (reopen,) = fn_named(demo, "reopen")
     out = reopen.fn(entry.id)
     assert out[0].selected == "edit"
-    t2v_n = len(SETTINGS) + 2  # the T2V controls (with rewrite and then-upscale)
+    t2v_n = len(SETTINGS) + 3  # the T2V controls (with rewrite, through-an-image and then-upscale)
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
     edit_n = len(EDIT_CONTROLS)
     assert out[1 + t2v_n : 1 + t2v_n + edit_n] == list(expected.values())
@@ -555,7 +555,7 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     entry = History(tmp_path / "out").entries()[0]
     out = reopen.fn(entry.id)
     assert out[0].selected == "upscale"
-    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
+    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n] == [gr.skip()] * (t2v_n + edit_n)
     assert out[1 + t2v_n + edit_n :][:5] == [small_clip, 2, 2, 9, "linear"]
     board = out[1 + t2v_n + edit_n + 5]
@@ -699,7 +699,7 @@ def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star
     (reopen,) = fn_named(demo, "reopen")
     out = reopen.fn(entry.id)
     assert out[0].selected == "personalize"
-    t2v_n, edit_n = len(SETTINGS) + 2, len(EDIT) + 3
+    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n + 6] == [gr.skip()] * (t2v_n + edit_n + 6)  # the other tabs left alone
     pt_at = 1 + t2v_n + edit_n + 6
     values, board = out[pt_at : pt_at + PT_N], out[pt_at + PT_N]

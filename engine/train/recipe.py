@@ -31,6 +31,7 @@ from ..models.tae import TAE, TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
+from .animate_stage import AnimateTrainConfig, animate_generator_config, train_animate
 from .character_tae_stage import CharacterTAETrainConfig, train_character_tae
 from .common import Runtime, has_state, setup
 from .edit_stage import EditTrainConfig, train_edit
@@ -77,6 +78,8 @@ class Preset:
     character_tae: CharacterTAETrainConfig | None = None
     reference: ReferenceConfig | None = None
     personalize_train: PersonalizeTrainConfig | None = None
+    # Given frames: image-to-video, extension, interpolation, from the T2V weights.
+    animate_train: AnimateTrainConfig | None = None
     threads: int = 2
     notes: str = field(default="")
 
@@ -151,6 +154,7 @@ PRESETS: dict[str, Preset] = {
             warmup=1,
             checkpoint_every=2,
         ),
+        animate_train=AnimateTrainConfig(clips=3, slow_clips=2, batch=2, steps=3, warmup=1, checkpoint_every=2),
     ),
     # The shipped default: 64x64, 32 frames, rebuilt on our 2-core CPU (figures in README).
     "shapes-v1": Preset(
@@ -204,6 +208,8 @@ PRESETS: dict[str, Preset] = {
         # PT2V from the shipped T2V weights: a 0.4M-parameter vision encoder over 8x8-pixel patches.
         reference=ReferenceConfig(),
         personalize_train=PersonalizeTrainConfig(condition="encoder"),
+        # The run docs/models/animate.md measures (the pilot script ran the same settings).
+        animate_train=AnimateTrainConfig(),
     ),
 }
 
@@ -352,6 +358,18 @@ def _pt2v(b: Build) -> None:
     b.say("personalization ready")
 
 
+def _animate(b: Build) -> None:
+    p = b.preset
+    tae = b.tae()
+    acfg = animate_generator_config(p.generator, tae.cfg.temporal_down)
+    gen = train_animate(p.animate_train, acfg, tae, b.t2v(), b.rt, b.out / "animate-run")
+    if b.rt.main:
+        meta = {"animate_steps": p.animate_train.steps, "grown_from": "t2v"}
+        shared = {"text.encoders.0.": "t2v"}  # the frozen word encoder, stored once
+        save_component(b.out / "animate", "generator", acfg, gen, meta, b.dtype, shared=shared)
+    b.say("animation model ready")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One row of the recipe, selected by name (`--stages`) and run in the table's order."""
@@ -401,6 +419,12 @@ STAGES: tuple[Stage, ...] = (
         "personalization, from the t2v weights",
         _pt2v,
         lambda p: p.personalize_train is not None and p.reference is not None,
+    ),
+    Stage(
+        "animate",
+        "given frames (animate, extend, interpolate), from the t2v weights",
+        _animate,
+        lambda p: p.animate_train is not None,
     ),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
