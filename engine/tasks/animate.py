@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..cache import cache_key
+from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
 from .given import WINDOW_FRAMES, pictures, prepare_given
@@ -84,7 +85,7 @@ def animate_job(engine: Engine, req: AnimateRequest) -> Job:
     digests = {k: v["sha256"] for k, v in meta.items()}
     tae = engine.models.tae
 
-    def prepare():
+    def prepare() -> Prepared:
         given = pictures(tae, np.stack(given_pictures), index, engine.device)
         return prepare_given(
             given,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..cache import cache_key
+from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
 from .animate import NO_ANIMATOR
@@ -111,7 +112,7 @@ def extend_job(engine: Engine, req: ExtendRequest) -> Job:
     times = SCHEDULES[req.schedule](req.steps)
     g = given_count(len(src_frames), stride)
 
-    def window(given: GivenFrames, seed: int, then) -> object:
+    def window(given: GivenFrames, seed: int, then) -> Prepared:
         return prepare_given(
             given,
             prompt,
@@ -126,7 +127,7 @@ def extend_job(engine: Engine, req: ExtendRequest) -> Job:
             join=join,
         )
 
-    def then(windows: list[torch.Tensor]):
+    def then(windows: list[torch.Tensor]) -> Prepared | None:
         made = (WINDOW_FRAMES - g) + (len(windows) - 1) * (WINDOW_FRAMES - GIVEN * stride)
         if made >= new:
             return None

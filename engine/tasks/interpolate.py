@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..cache import cache_key
+from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
 from .animate import NO_ANIMATOR
@@ -87,7 +88,7 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
     times = SCHEDULES[req.schedule](req.steps)
     keep = HOP // stride  # latent frames kept of every window but the last
 
-    def window(w: int):
+    def window(w: int) -> Prepared:
         first = starts[w]
         index = [i * k for i in range(n) if first <= i * k < first + WINDOW_FRAMES]
         given = pictures(tae, clip.frames[[i // k for i in index]], [i - first for i in index], engine.device)
