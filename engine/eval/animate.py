@@ -207,7 +207,14 @@ def evaluate_interpolate(
                 source = truth[::k]
                 path = write_video(Path(tmp) / f"src-{i}.mp4", source, 8.0, {})
                 res = engine.generate(
-                    InterpolateRequest(video=str(path), factor=k, seed=i, steps=base.steps, guidance=base.guidance)
+                    InterpolateRequest(
+                        video=str(path),
+                        factor=k,
+                        seed=i,
+                        steps=base.steps,
+                        guidance=base.guidance,
+                        frames_guidance=base.frames_guidance,
+                    )
                 )
                 made = np.ones(len(truth), bool)
                 made[::k] = False

@@ -46,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     helps = {"steps": "upscale: Euler steps", "schedule": "upscale: time schedule"}
     add_fields(e, UpscaleRequest, only=["steps", "schedule"], prefix="upscale", helps=helps)
     e.add_argument(
-        "--frames-guidance", type=float, default=1.5, help="animate / extend: keep to the given frames (s_F)"
+        "--frames-guidance",
+        type=float,
+        default=None,
+        help="animate / extend / interpolate: keep to the given frames (s_F; default: each request's own)",
     )
     e.add_argument("--no-t2v-baseline", action="store_true", help="extend: skip the T2V baseline")
     e.add_argument("--verbose", action="store_true")
@@ -111,12 +114,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         engine.models.require("animator", "has no animation model ('animate')")
         res = {"settings": {"model": ids["animator"], "precision": engine.precision, "n": args.n}}
+        fg = {} if args.frames_guidance is None else {"frames_guidance": args.frames_guidance}
         if args.what == "interpolate":
-            base = InterpolateRequest(video="")  # its own defaults: a few steps, no guidance
-            res["settings"] |= {"steps": base.steps, "guidance": base.guidance}
+            base = InterpolateRequest(video="", **fg)  # its own defaults otherwise: a few steps, no guidance
+            res["settings"] |= {"steps": base.steps, "guidance": base.guidance, "frames_guidance": base.frames_guidance}
             res |= ev.evaluate_interpolate(engine, args.n, base, log=log)
         else:
-            kw = {"steps": args.steps, "guidance": args.guidance, "frames_guidance": args.frames_guidance}
+            fg = fg or {"frames_guidance": AnimateRequest(image="", prompt="").frames_guidance}
+            kw = {"steps": args.steps, "guidance": args.guidance} | fg
             res["settings"] |= kw
             if args.what == "animate":
                 res |= ev.evaluate_animate(engine, args.n, AnimateRequest(image="", prompt="x", **kw), log=log)

@@ -36,7 +36,7 @@ class AnimateRequest(TaskRequest):
     seed: int = 0
     steps: int = 24
     guidance: float = 5.0  # follow the prompt (s_T)
-    frames_guidance: float = 1.5  # keep to the given pictures (s_F)
+    frames_guidance: float = 3.0  # keep to the given pictures (s_F; docs/models/animate.md#guidance)
     frames: int = 32
     size: int = 64
     fps: float = 8.0

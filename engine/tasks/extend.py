@@ -44,7 +44,7 @@ class ExtendRequest(TaskRequest):
     seed: int = 0
     steps: int = 24
     guidance: float = 5.0  # follow the prompt (s_T)
-    frames_guidance: float = 1.5  # keep to the clip so far (s_F)
+    frames_guidance: float = 3.0  # keep to the clip so far (s_F; docs/models/animate.md#guidance)
     size: int = 64
     fps: float = 8.0
     schedule: str = "linear-quadratic"

@@ -16,7 +16,7 @@ from ..sampling import SCHEDULES
 from .given import GivenFrames, prepare_given
 from .registry import Job, Task, register
 
-FACTORISED_FRAMES_GUIDANCE = 1.5  # keep to the image made (s_F), as animate's default
+FACTORISED_FRAMES_GUIDANCE = 3.0  # keep to the image made (s_F), as animate's default
 
 if TYPE_CHECKING:
     from ..engine import Engine
