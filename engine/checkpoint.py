@@ -73,6 +73,28 @@ def save_component(
     return path
 
 
+def frozen_prefixes(module: torch.nn.Module) -> tuple[str, ...]:
+    """The fewest key prefixes that cover exactly the parameters that do not train: whole
+    submodules (named with a trailing dot) where all of theirs are frozen, else single names.
+    What save_component's `shared` needs to keep a partly fine-tuned model's frozen weights once."""
+    frozen = {k for k, p in module.named_parameters() if not p.requires_grad}
+    out: list[str] = []
+
+    def walk(prefix: str, mod: torch.nn.Module) -> None:
+        names = [prefix + k for k, _ in mod.named_parameters()]
+        if names and all(n in frozen for n in names) and prefix:
+            out.append(prefix)
+            return
+        for k, _ in mod.named_parameters(recurse=False):
+            if prefix + k in frozen:
+                out.append(prefix + k)
+        for k, child in mod.named_children():
+            walk(f"{prefix}{k}.", child)
+
+    walk("", module)
+    return tuple(out)
+
+
 def read_config(path: str | Path) -> dict:
     path = Path(path)
     f = path / "config.json"
@@ -85,9 +107,11 @@ def load_weights(path: str | Path, module: torch.nn.Module) -> torch.nn.Module:
     path = Path(path)
     state = load_file(str(path / "model.safetensors"))
     shared = read_config(path).get("shared", {}) if (path / "config.json").is_file() else {}
-    for prefix, sibling in shared.items():  # weights kept once, in a sibling checkpoint
-        other = load_file(str(path.parent / sibling / "model.safetensors"))
-        state |= {k: v for k, v in other.items() if k.startswith(prefix)}
+    siblings: dict[str, dict] = {}
+    for prefix, sibling in shared.items():  # weights kept once, in a sibling checkpoint (read once)
+        if sibling not in siblings:
+            siblings[sibling] = load_file(str(path.parent / sibling / "model.safetensors"))
+        state |= {k: v for k, v in siblings[sibling].items() if k.startswith(prefix)}
     module.load_state_dict(state)
     return module
 

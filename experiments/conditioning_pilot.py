@@ -51,7 +51,7 @@ def main() -> None:
     extra = {}
     for item in args.set:
         k, v = item.split("=", 1)
-        extra[k] = float(v) if "." in v else int(v)
+        extra[k] = v if not v.replace(".", "", 1).lstrip("-").isdigit() else float(v) if "." in v else int(v)
     # A short run: a short EMA, so the snapshot is the weights of these steps rather than the start.
     loop = {"steps": args.steps, "checkpoint_every": args.every, "ema": 0.99, "warmup": 20}
     if args.task == "animate":  # given frames: the sequence design only

@@ -230,3 +230,34 @@ def test_factorised_t2v_makes_an_image_then_animates_it(engine):
     assert isinstance(res, Result) and res.frames.shape == (32, 64, 64, 3)
     direct = engine.generate(dataclasses.replace(req, factorised=False))
     assert not np.array_equal(direct.frames, res.frames)
+
+
+def test_an_attention_trained_animator_stores_only_what_trained(tmp_path):
+    from safetensors.torch import load_file
+
+    from engine.checkpoint import load_weights, save_component
+    from engine.train.animate_stage import animate_frozen, attention_trains
+
+    p = PRESETS["tiny"]
+    torch.manual_seed(0)
+    t2v = Generator(p.generator)
+    cfg = animate_generator_config(p.generator, 4)
+    animator = grow_for_animation(t2v, cfg)
+    with torch.no_grad():  # what training would change: self-attention and the new parts
+        for name, w in animator.named_parameters():
+            if attention_trains(name):
+                w.add_(0.1)
+    frozen = animate_frozen(cfg)
+    names = [n for n, _ in animator.named_parameters()]
+    assert all(n.startswith(frozen) != attention_trains(n) for n in names)  # the prefixes cover exactly the frozen
+    assert any(".attn." in n and attention_trains(n) for n in names) and not attention_trains(
+        "text.encoders.0.blocks.0.attn.q.weight"
+    )
+    save_component(tmp_path / "t2v", "generator", p.generator, t2v)
+    save_component(tmp_path / "animate", "generator", cfg, animator, shared=dict.fromkeys(frozen, "t2v"))
+    stored = load_file(str(tmp_path / "animate" / "model.safetensors"))
+    assert stored and all(attention_trains(k) for k in stored)
+    back = load_weights(tmp_path / "animate", Generator(cfg))
+    assert all(
+        torch.equal(a, b) for a, b in zip(back.state_dict().values(), animator.state_dict().values(), strict=True)
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import frozen_prefixes
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
 from ..world.captions import canonical_caption, free_caption
@@ -55,6 +56,10 @@ class AnimateTrainConfig:
     ema: float = 0.99
     checkpoint_every: int = 100
     seed: int = 11
+    # What trains: "all" of the generator, or "attention": the self-attention of every block (where
+    # the target reads its given frames) and the new parts, the rest frozen as in T2V, so the
+    # model stores only those (6.8 of 31 MB) and shares the rest with the T2V checkpoint.
+    train: str = "all"
 
 
 def animate_generator_config(gcfg: GeneratorConfig, stride: int) -> GeneratorConfig:
@@ -198,6 +203,11 @@ def train_animate(
     def build() -> Generator:
         model = grow_for_animation(t2v, gcfg)
         model.text.word_encoder.requires_grad_(False)  # keep the parse it learned
+        if tcfg.train == "attention":
+            for name, p in model.named_parameters():
+                p.requires_grad_(attention_trains(name))
+        elif tcfg.train != "all":
+            raise ValueError(f"AnimateTrainConfig.train must be 'all' or 'attention', got {tcfg.train!r}")
         return model
 
     loop = LoopConfig(
@@ -229,3 +239,18 @@ def train_animate(
         return "vid", x1, lambda xt, t: model(xt, t, **given, **model.encode_prompts(texts))
 
     return train_flow(tr, gcfg, batch)
+
+
+def animate_frozen(cfg: GeneratorConfig) -> tuple[str, ...]:
+    """The key prefixes of an attention-trained animation model that are the T2V checkpoint's
+    weights unchanged (everything but the self-attention and the new parts)."""
+    probe = Generator(cfg)
+    for name, p in probe.named_parameters():
+        p.requires_grad_(attention_trains(name))
+    return frozen_prefixes(probe)
+
+
+def attention_trains(name: str) -> bool:
+    """Whether a parameter trains with train = "attention": the new parts, and the transformer
+    blocks' self-attention (not the text encoder's own, nor the prompt's cross-attention)."""
+    return name.startswith(NEW_PARTS) or (name.startswith("dit.blocks.") and ".attn." in name)

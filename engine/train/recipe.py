@@ -31,7 +31,7 @@ from ..models.tae import TAE, TAEConfig
 from ..models.text import TextConfig, WordEncoderConfig
 from ..models.transformer import DiTConfig
 from ..world.captions import SLOT_CLASSES
-from .animate_stage import AnimateTrainConfig, animate_generator_config, train_animate
+from .animate_stage import AnimateTrainConfig, animate_frozen, animate_generator_config, train_animate
 from .character_tae_stage import CharacterTAETrainConfig, train_character_tae
 from .common import Runtime, has_state, setup
 from .edit_stage import EditTrainConfig, train_edit
@@ -365,7 +365,10 @@ def _animate(b: Build) -> None:
     gen = train_animate(p.animate_train, acfg, tae, b.t2v(), b.rt, b.out / "animate-run")
     if b.rt.main:
         meta = {"animate_steps": p.animate_train.steps, "grown_from": "t2v"}
-        shared = {"text.encoders.0.": "t2v"}  # the frozen word encoder, stored once
+        # What did not train (the word encoder; with train = "attention", all but self-attention)
+        # is the T2V checkpoint's, stored once there.
+        frozen = ("text.encoders.0.",) if p.animate_train.train == "all" else animate_frozen(acfg)
+        shared = dict.fromkeys(frozen, "t2v")
         save_component(b.out / "animate", "generator", acfg, gen, meta, b.dtype, shared=shared)
     b.say("animation model ready")
 
