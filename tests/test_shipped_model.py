@@ -175,7 +175,7 @@ def test_the_shipped_animation_model_animates_continues_and_fills_in(engine, tmp
     square = ShapeObject("orange", "square", "up")  # held out on pink, as the others below
     first = render_states("pink", [(square, ObjectState(0.3, 0.7, 0.15))], 1)[0]
     req = AnimateRequest(
-        image=str(write_png(tmp_path / "first.png", first)), prompt="a magenta square moving up on a yellow background"
+        image=str(write_png(tmp_path / "first.png", first)), prompt="an orange square moving up on a pink background"
     )
     res = engine.generate(req)
     assert score(analyse(res.frames), Scene("pink", (square,))).satisfied
