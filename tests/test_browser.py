@@ -451,7 +451,7 @@ def test_animate_a_picture_then_continue_the_clip(studio, tmp_path):
         # Before it runs, the part says what it will make.
         page.wait_for_function(
             "() => (document.querySelector('#ex-plan')?.innerText || '').includes('8 new frames in 1 window')",
-            timeout=30_000,
+            timeout=60_000,  # the plan follows two inputs' change events: slow on a loaded machine
         )
         assert "32 + 8 = 40 frames" in page.locator("#ex-plan").inner_text()
         page.locator("#ex-generate").click()

@@ -153,7 +153,7 @@ def test_stages_are_one_table_selected_by_name():
     from engine.train.recipe import DEFAULT_STAGES, PRESETS, STAGE_NAMES, STAGES
 
     assert STAGE_NAMES == (
-        "tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale", "chartae", "pt2v"
+        "tae", "t2v", "refine", "decoder", "rewrite", "edit", "updecoder", "upscale", "chartae", "pt2v", "animate"
     )  # fmt: skip
     assert DEFAULT_STAGES == tuple(n for n in STAGE_NAMES if n != "chartae")
     assert all(s.has(PRESETS["tiny"]) and s.has(PRESETS["shapes-v2"]) for s in STAGES)
