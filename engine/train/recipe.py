@@ -208,8 +208,8 @@ PRESETS: dict[str, Preset] = {
         # PT2V from the shipped T2V weights: a 0.4M-parameter vision encoder over 8x8-pixel patches.
         reference=ReferenceConfig(),
         personalize_train=PersonalizeTrainConfig(condition="encoder"),
-        # The run docs/models/animate.md measures (the pilot script ran the same settings).
-        animate_train=AnimateTrainConfig(),
+        # The run the shipped animation model comes from (docs/models/animate.md: its step 1200).
+        animate_train=AnimateTrainConfig(train="attention"),
     ),
 }
 
