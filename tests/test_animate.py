@@ -16,7 +16,7 @@ from engine.denoise import Prepared, denoise
 from engine.engine import Engine
 from engine.models.generator import Generator
 from engine.requests import Error, Progress, Result
-from engine.sampling import interpolate, linear_schedule, sample_times, target_velocity
+from engine.sampling import interpolate, sample_times, target_velocity
 from engine.tasks import TASKS, AnimateRequest, ExtendRequest, InterpolateRequest
 from engine.tasks.extend import plan_windows
 from engine.tasks.given import pictures, prepare_given
@@ -164,17 +164,8 @@ def test_a_tiny_model_trained_on_one_clip_returns_its_given_frame(tiny_model_dir
         text = model.encode_prompts(["a red square moving right on a blue background"])
 
     def first_frame_error() -> float:
-        prep = prepare_given(
-            given,
-            "",
-            lambda _: dict(text),
-            tuple(z.shape),
-            guidance=1.0,
-            frames_guidance=1.0,
-            times=linear_schedule(8),
-            seed=1,
-            frames=32,
-        )
+        settings = AnimateRequest(image="x", prompt="x", guidance=1.0, frames_guidance=1.0, steps=8, schedule="linear")
+        prep = prepare_given(given, (dict(text), dict(text)), tuple(z.shape), settings, seed=1, frames=32)
         with torch.no_grad():
             out = denoise(model.eval(), prep, torch.device("cpu"), autocast=False)
         model.train()

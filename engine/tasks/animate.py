@@ -14,8 +14,7 @@ import numpy as np
 from ..cache import cache_key
 from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
-from ..sampling import SCHEDULES
-from .given import WINDOW_FRAMES, pictures, prepare_given
+from .given import WINDOW_FRAMES, pictures, prepare_given, texts
 from .registry import Inspection, Job, Task, register
 from .t2v import EMPTY_PROMPT
 
@@ -87,17 +86,9 @@ def animate_job(engine: Engine, req: AnimateRequest) -> Job:
 
     def prepare() -> Prepared:
         given = pictures(tae, np.stack(given_pictures), index, engine.device)
-        return prepare_given(
-            given,
-            prompt,
-            engine.prompt_encoder("animator"),
-            (1, *tae.cfg.latent_shape(req.frames, req.size, req.size)),
-            guidance=req.guidance,
-            frames_guidance=req.frames_guidance,
-            times=SCHEDULES[req.schedule](req.steps),
-            seed=req.seed,
-            frames=req.frames,
-        )
+        shape = (1, *tae.cfg.latent_shape(req.frames, req.size, req.size))
+        text = texts(engine.prompt_encoder("animator"), prompt)
+        return prepare_given(given, text, shape, req, seed=req.seed, frames=req.frames)
 
     return Job(
         key=cache_key("animate", engine.models.ids["animator"], engine.precision, req.to_dict() | digests),

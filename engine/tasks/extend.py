@@ -21,10 +21,10 @@ import torch
 from ..cache import cache_key
 from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
-from ..sampling import SCHEDULES
+from ..world.data import to_tensor
 from .animate import NO_ANIMATOR
 from .edit import NO_SOURCE
-from .given import WINDOW_FRAMES, GivenFrames, chunks, pictures, prepare_given
+from .given import WINDOW_FRAMES, GivenFrames, chunks, pictures, prepare_given, texts
 from .registry import Job, Task, register
 from .t2v import EMPTY_PROMPT
 
@@ -95,8 +95,7 @@ def _given_source(engine: Engine, frames: np.ndarray) -> GivenFrames:
     n, k = len(frames), given_count(len(frames), tae.cfg.temporal_down)
     if n < tae.cfg.temporal_down:
         return pictures(tae, frames, list(range(n)), dev)
-    x = torch.from_numpy(np.ascontiguousarray(frames[-k:])).to(dev).permute(3, 0, 1, 2)[None].float()
-    return chunks(tae, tae.encode(x / 127.5 - 1))
+    return chunks(tae, tae.encode(to_tensor(np.array(frames[-k:])).to(dev)[None]))
 
 
 def extend_job(engine: Engine, req: ExtendRequest) -> Job:
@@ -109,23 +108,11 @@ def extend_job(engine: Engine, req: ExtendRequest) -> Job:
     new = req.new_frames
     src_frames = clip.frames
     shape = (1, *tae.cfg.latent_shape(WINDOW_FRAMES, req.size, req.size))
-    times = SCHEDULES[req.schedule](req.steps)
+    text: tuple[dict, dict] = ()  # encoded when the first window is prepared, once for all
     g = given_count(len(src_frames), stride)
 
     def window(given: GivenFrames, seed: int, then) -> Prepared:
-        return prepare_given(
-            given,
-            prompt,
-            engine.prompt_encoder("animator"),
-            shape,
-            guidance=req.guidance,
-            frames_guidance=req.frames_guidance,
-            times=times,
-            seed=seed,
-            frames=WINDOW_FRAMES,
-            then=then,
-            join=join,
-        )
+        return prepare_given(given, text, shape, req, seed=seed, frames=WINDOW_FRAMES, then=then, join=join)
 
     def then(windows: list[torch.Tensor]) -> Prepared | None:
         made = (WINDOW_FRAMES - g) + (len(windows) - 1) * (WINDOW_FRAMES - GIVEN * stride)
@@ -138,13 +125,15 @@ def extend_job(engine: Engine, req: ExtendRequest) -> Job:
         """The new latent frames in order, behind the first window's given part: (1, Cz, t, h, w)."""
         return torch.cat([windows[0], *(w[:, :, GIVEN:] for w in windows[1:])], 2)
 
-    def prepare():
+    def prepare() -> Prepared:
+        nonlocal text
+        text = texts(engine.prompt_encoder("animator"), prompt)
         return window(_given_source(engine, src_frames), req.seed, then)
 
     def decode(latents: torch.Tensor) -> torch.Tensor:
         """The source's own frames, then the new ones: (1, 3, T, H, W) in [-1, 1]."""
         made = tae.decode(latents)[:, :, g : g + new]  # (1, 3, new, H, W)
-        src = torch.from_numpy(src_frames.copy()).to(made.device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        src = to_tensor(src_frames.copy()).to(made.device)[None]  # (1, 3, N, H, W)
         return torch.cat([src, made], 2)
 
     windows = plan_windows(g, new, WINDOW_FRAMES, stride)

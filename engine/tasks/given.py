@@ -15,6 +15,8 @@ import torch
 
 from ..denoise import EncodePrompt, Prepared
 from ..models.tae import TAE
+from ..sampling import SCHEDULES
+from ..world.data import to_tensor
 
 WINDOW_FRAMES = 32  # what the animation model was trained on: one window of 8 latent frames
 
@@ -41,7 +43,7 @@ class GivenFrames:
 def pictures(tae: TAE, frames: np.ndarray, index: list[int], device: torch.device) -> GivenFrames:
     """Pictures (P, H, W, 3) uint8, each the clip's frame index[p], encoded one by one (1-frame
     latents, as a still image is) and placed at frame // stride with phase frame % stride."""
-    x = torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = to_tensor(np.array(frames)).to(device).transpose(0, 1)  # (P, 3, H, W)
     z = tae.encode(x[:, :, None])  # (P, Cz, 1, h, w)
     z = z.permute(2, 1, 0, 3, 4)  # (1, Cz, P, h, w)
     s = tae.cfg.temporal_down
@@ -56,37 +58,43 @@ def chunks(tae: TAE, latents: torch.Tensor, first: int = 0) -> GivenFrames:
     return GivenFrames(latents, at, torch.full_like(at, tae.cfg.temporal_down))
 
 
+def texts(encode: EncodePrompt, prompt: str) -> tuple[dict, dict]:
+    """The prompt's and the empty prompt's tokens, encoded once for every window of a job."""
+    return encode(prompt), encode("")
+
+
 def prepare_given(
     given: GivenFrames,
-    prompt: str,
-    encode: EncodePrompt,
+    text: tuple[dict, dict],
     shape: tuple[int, ...],
+    req,
     *,
-    guidance: float,
-    frames_guidance: float,
-    times: torch.Tensor,
     seed: int,
     frames: int,
+    frames_guidance: float | None = None,
     then: Callable[[list[torch.Tensor]], Prepared | None] | None = None,
     join: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
 ) -> Prepared:
-    """One window: latents of `shape` made around the given frames. At s_F = 1 the v(none) term
-    cancels, so guidance is plain classifier-free guidance on the prompt with the frames in both
-    terms (two terms a step, as T2V); with no guidance at all (both scales 1) a single term."""
-    cond = encode(prompt) | given.kwargs(True)
-    frames_only = encode("") | given.kwargs(True)
-    if frames_guidance == 1.0:
-        source, uncond = None, (None if guidance == 1.0 else frames_only)
+    """One window: latents of `shape` made around the given frames, with `req`'s guidance (s_T),
+    frames guidance (s_F, unless given here), schedule and steps; `text` from texts(). At s_F = 1
+    the v(none) term cancels, so guidance is plain classifier-free guidance on the prompt with the
+    frames in both terms (two terms a step, as T2V); with no guidance at all a single term."""
+    s_f = req.frames_guidance if frames_guidance is None else frames_guidance
+    prompt, empty = text
+    cond = prompt | given.kwargs(True)
+    frames_only = empty | given.kwargs(True)
+    if s_f == 1.0:
+        source, uncond = None, (None if req.guidance == 1.0 else frames_only)
     else:
-        source, uncond = frames_only, encode("") | given.kwargs(False)
+        source, uncond = frames_only, empty | given.kwargs(False)
     return Prepared(
         shape=shape,
         cond=cond,
         source=source,
         uncond=uncond,
-        guidance=guidance,
-        source_guidance=frames_guidance,
-        times=times,
+        guidance=req.guidance,
+        source_guidance=s_f,
+        times=SCHEDULES[req.schedule](req.steps),
         seed=seed,
         frames=frames,
         then=then,

@@ -19,10 +19,10 @@ import torch
 from ..cache import cache_key
 from ..denoise import Prepared
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
-from ..sampling import SCHEDULES
+from ..world.data import to_tensor
 from .animate import NO_ANIMATOR
 from .edit import NO_SOURCE
-from .given import WINDOW_FRAMES, pictures, prepare_given
+from .given import WINDOW_FRAMES, pictures, prepare_given, texts
 from .registry import Job, Task, register
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
     tae = engine.models.tae
     stride = tae.cfg.temporal_down
     shape = (1, *tae.cfg.latent_shape(WINDOW_FRAMES, req.size, req.size))
-    times = SCHEDULES[req.schedule](req.steps)
+    text: tuple[dict, dict] = ()  # encoded when the first window is prepared, once for all
     keep = HOP // stride  # latent frames kept of every window but the last
 
     def window(w: int) -> Prepared:
@@ -94,17 +94,19 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
         given = pictures(tae, clip.frames[[i // k for i in index]], [i - first for i in index], engine.device)
         return prepare_given(
             given,
-            prompt,
-            engine.prompt_encoder("animator"),
+            text,
             shape,
-            guidance=req.guidance,
-            frames_guidance=req.frames_guidance,
-            times=times,
+            req,
             seed=req.seed + w,
             frames=WINDOW_FRAMES,
             then=lambda made: window(len(made)) if len(made) < len(starts) else None,
             join=lambda made: torch.cat([*(z[:, :, :keep] for z in made[:-1]), made[-1]], 2),
         )
+
+    def prepare() -> Prepared:
+        nonlocal text
+        text = texts(engine.prompt_encoder("animator"), prompt)
+        return window(0)
 
     def decode(latents: torch.Tensor) -> torch.Tensor:
         """The made clip, corrected by what it got wrong where the truth is known: (1, 3, T, H, W).
@@ -112,7 +114,7 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
         made one); between two, it is blended from theirs, so the decoder's own error (colours,
         edges) is taken out of the frames made too, and the source's frames come back as they were."""
         made = tae.decode(latents)[:, :, :total]  # (1, 3, T, H, W)
-        src = torch.from_numpy(np.array(clip.frames)).to(made.device).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        src = to_tensor(np.array(clip.frames)).to(made.device)[None]  # (1, 3, N, H, W)
         err = src - made[:, :, ::k]  # (1, 3, N, H, W)
         w = torch.arange(k, device=made.device, dtype=made.dtype) / k  # (k,)
         between = (1 - w)[None, None, None, :, None, None] * err[:, :, :-1, None] + w[
@@ -125,7 +127,7 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
         key=cache_key(
             "interpolate", engine.models.ids["animator"], engine.precision, req.to_dict() | {"video": clip.digest}
         ),
-        prepare=lambda: window(0),
+        prepare=prepare,
         model="animator",
         frames=total,
         shape=(req.size, req.size),

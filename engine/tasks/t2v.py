@@ -13,7 +13,7 @@ from ..denoise import EncodePrompt, Prepared
 from ..models.tae import TAE
 from ..requests import RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES
-from .given import GivenFrames, prepare_given
+from .given import GivenFrames, prepare_given, texts
 from .registry import Job, Task, register
 
 FACTORISED_FRAMES_GUIDANCE = 3.0  # keep to the image made (s_F), as animate's default
@@ -78,17 +78,10 @@ def prepare_factorised(req: T2VRequest, engine: Engine) -> Prepared:
         given = GivenFrames(
             z, torch.zeros(1, 1, dtype=torch.long, device=z.device), torch.zeros_like(z[:1, 0, :1, 0, 0]).long()
         )
+        shape = (1, *engine.models.tae.cfg.latent_shape(req.frames, req.size, req.size))
+        text = texts(engine.prompt_encoder("animator"), req.prompt)
         return prepare_given(
-            given,
-            req.prompt,
-            engine.prompt_encoder("animator"),
-            (1, *engine.models.tae.cfg.latent_shape(req.frames, req.size, req.size)),
-            guidance=req.guidance,
-            frames_guidance=FACTORISED_FRAMES_GUIDANCE,
-            times=SCHEDULES[req.schedule](req.steps),
-            seed=req.seed,
-            frames=req.frames,
-            join=lambda windows: windows[-1],
+            given, text, shape, req, seed=req.seed, frames=req.frames, frames_guidance=FACTORISED_FRAMES_GUIDANCE
         )
 
     image.then = animate

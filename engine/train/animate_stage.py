@@ -28,6 +28,7 @@ from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE
 from ..world.captions import canonical_caption, free_caption
 from ..world.continuation import handoff, render_states, sample_window_plan, window_frames
+from ..world.data import to_tensor
 from .common import LoopConfig, Runtime, begin, cached
 from .flow_loop import StepBatch, data_key, grown_groups, train_flow
 
@@ -75,7 +76,8 @@ def grow_for_animation(t2v: Generator, cfg: GeneratorConfig) -> Generator:
 
 
 def _pixels(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) in [-1, 1]."""
+    return torch.stack([to_tensor(np.array(f)) for f in frames]).to(device)
 
 
 @torch.no_grad()
