@@ -329,6 +329,16 @@ def _seed_row(prefix: str, d) -> tuple[gr.Number, gr.Slider]:
     return seed, steps
 
 
+def _guidance_row(prefix: str, d, keep: str) -> tuple[gr.Slider, gr.Slider]:
+    """Follow the prompt (s_T) and keep to the given frames (s_F), side by side."""
+    with gr.Row():
+        guidance = gr.Slider(
+            0.0, 15.0, value=d.guidance, step=0.5, label="Follow the prompt", elem_id=f"{prefix}-guidance"
+        )
+        frames_guidance = gr.Slider(0.0, 10.0, value=d.frames_guidance, step=0.25, label=keep, elem_id=f"{prefix}-keep")
+    return guidance, frames_guidance
+
+
 def _settings_accordion(prefix: str, d) -> tuple[gr.Dropdown, gr.Checkbox]:
     with gr.Accordion("Settings", open=False):
         schedule = gr.Dropdown(
@@ -438,13 +448,7 @@ def build_animate_tab(
             )
             gr.Examples(EXAMPLES, inputs=[prompt], label="Prompts the default model knows")
             seed, steps = _seed_row("an", d)
-            with gr.Row():
-                guidance = gr.Slider(
-                    0.0, 15.0, value=d.guidance, step=0.5, label="Follow the prompt", elem_id="an-guidance"
-                )
-                frames_guidance = gr.Slider(
-                    0.0, 10.0, value=d.frames_guidance, step=0.25, label="Keep to the pictures", elem_id="an-keep"
-                )
+            guidance, frames_guidance = _guidance_row("an", d, "Keep to the pictures")
             frames = gr.Slider(
                 2,
                 WINDOW_FRAMES,
@@ -557,13 +561,7 @@ def build_animate_tab(
             )
             plan = gr.Markdown("", elem_id="ex-plan")
             ex_seed, ex_steps = _seed_row("ex", d)
-            with gr.Row():
-                ex_guidance = gr.Slider(
-                    0.0, 15.0, value=d.guidance, step=0.5, label="Follow the prompt", elem_id="ex-guidance"
-                )
-                ex_keep = gr.Slider(
-                    0.0, 10.0, value=d.frames_guidance, step=0.25, label="Keep to the clip so far", elem_id="ex-keep"
-                )
+            ex_guidance, ex_keep = _guidance_row("ex", d, "Keep to the clip so far")
             ex_schedule, ex_rewrite = _settings_accordion("ex", d)
             go, stop = _run_buttons("ex", "Continue", has)
         with gr.Column(scale=4):
@@ -612,13 +610,7 @@ def build_animate_tab(
             fi_seed, fi_steps = _seed_row("fi", d)
             with gr.Accordion("Guidance", open=False):
                 gr.Markdown("The clip's own frames pin it down: no guidance (1.0) is the default.")
-                with gr.Row():
-                    fi_guidance = gr.Slider(
-                        0.0, 15.0, value=d.guidance, step=0.5, label="Follow the prompt", elem_id="fi-guidance"
-                    )
-                    fi_keep = gr.Slider(
-                        0.0, 10.0, value=d.frames_guidance, step=0.25, label="Keep to the frames", elem_id="fi-keep"
-                    )
+                fi_guidance, fi_keep = _guidance_row("fi", d, "Keep to the frames")
             fi_schedule, fi_rewrite = _settings_accordion("fi", d)
             go, stop = _run_buttons("fi", "Fill in", has)
         with gr.Column(scale=4):
