@@ -1,6 +1,6 @@
 """Start the studio: the one place that loads models and launches the UI.
 
-python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v2] [--device cpu]
+python app.py [--host 127.0.0.1] [--port 7860] [--model assets/models/shapes-v2] [--loras DIR] [--device cpu]
               [--cache-dir cache] [--outputs-dir outputs] [--auth user:password ...] [--auth-file FILE]
               [--max-upload-mb 200]
 
@@ -23,6 +23,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--model", default=None, help="model folder (default: the shipped shapes-v2)")
+    ap.add_argument(
+        "--loras",
+        default=None,
+        help="a folder of style adapters (LoRAs), one subfolder each, besides the model's loras/",
+    )
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     ap.add_argument("--cache-dir", default="cache")
     ap.add_argument("--outputs-dir", default="outputs")
@@ -77,6 +82,7 @@ def main(argv=None) -> int:
             cache_dir=args.cache_dir,
             outputs_dir=outputs,
             limits=VideoLimits(max_bytes=args.max_upload_mb * 1024 * 1024),  # the engine refuses what Gradio would too
+            loras=args.loras,
         )
     except (FileNotFoundError, RequestError) as e:
         print(f"error: {e}", file=sys.stderr)

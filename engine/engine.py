@@ -22,15 +22,18 @@ import torch.nn.functional as F
 from .cache import TensorCache, cache_key
 from .denoise import Prepared, denoise
 from .host_memory import fix_mmap_threshold
+from .loras import MergedAdapters, unknown_lora
 from .model_set import ModelSet
+from .models.generator import Generator
 from .models.rewrite import Rewrite
-from .precision import bf16_is_fast
+from .precision import bf16_is_fast, keep_in_bf16
 from .requests import (
     MAX_PROMPT_CHARS,
     Cancelled,
     CancelToken,
     Error,
     Event,
+    ModelLimits,
     Preview,
     Progress,
     RequestError,
@@ -78,13 +81,26 @@ class Engine:
         outputs_dir: str | Path = "outputs",
         bf16: bool = True,
         limits: VideoLimits = VideoLimits(),
+        loras: str | Path | None = None,
     ):
+        """`loras`: a folder of style adapters (one subfolder each) besides the model folder's own
+        loras/."""
         self.device = pick_device(device)
         fix_mmap_threshold()  # long jobs' peak memory stays flat (host_memory.py)
         # bf16 autocast for the transformer where the hardware runs it natively (see precision.py).
         self.bf16 = bf16 and bf16_is_fast(self.device)
         self.precision = "bf16" if self.bf16 else "fp32"
-        self.models = ModelSet.load(model, self.device)
+        self.models = ModelSet.load(model, self.device, [loras] if loras else [])
+        self.styles = MergedAdapters(self.models.generator)
+        if self.bf16 and self.device.type == "cuda":
+            if self.models.loras:
+                self.styles.base_digest()  # adapters record the base's fp32 weights: read them before the cast
+            # On a GPU the transformers' weights are kept in bf16 too: half the memory and no cast of
+            # every weight at every step. A CPU keeps fp32 weights (autocast there casts per op, and
+            # the tiny CPU models' fp32 checkpoints stay exact).
+            for role in ("generator", "editor", "upsampler", "personalizer", "animator"):
+                if getattr(self.models, role) is not None:
+                    keep_in_bf16(getattr(self.models, role))
         self.limits = limits
         self.upscale_max_side = UPSCALE_MAX_SIDE  # longer uploads are reduced to this before upscaling
         self.upscale_max_output = UPSCALE_MAX_OUTPUT  # output pixels x frames; longer clips are refused
@@ -116,6 +132,28 @@ class Engine:
 
     def prompt_encoder(self, role: str) -> Callable[[str], dict[str, torch.Tensor]]:
         return partial(self.encode_prompt, role=role)
+
+    def limits_for(self, role: str = "generator") -> ModelLimits:
+        """What the model in `role` can make: frames and frame size (the studio sets its controls'
+        ranges from it; requests beyond it are refused naming it)."""
+        return self.models.limits(role)
+
+    def lora_names(self) -> list[str]:
+        """The style adapters a T2V request may name."""
+        return list(self.models.loras)
+
+    def styled(self, name: str, scale: float = 1.0) -> tuple[Generator, dict]:
+        """The T2V generator with the style adapter `name` merged at `scale` (a copy; the base is
+        shared by every other request), and what a result made with it records. RequestError for
+        a name the model does not have, with the ones it has."""
+        adapter = self.models.loras.get(name)
+        if adapter is None:
+            raise unknown_lora(name, self.models.loras, self.models.folder)
+        merged = self.styles.get(adapter, scale)
+        matches = not adapter.base or adapter.base == self.styles.base_digest()
+        if not matches:
+            log.warning("LoRA %r was trained on other base weights (%s) than these", name, adapter.base)
+        return merged, adapter.record(scale, matches)
 
     def load_source(self, path: str | Path, size: int = 64, fps: float = 8.0) -> NormalizedClip:
         """An upload as a generator will see it: decoded as a stream, upright, centre square,
@@ -183,7 +221,7 @@ class Engine:
         try:
             task = task_for(req)
             m = self.models
-            req.validate(size_multiple=m.tae.cfg.spatial_down * m.generator.cfg.dit.patch[1])
+            req.validate(self.limits_for(task.role))
             check_out(out, getattr(req, "frames", None))  # before work
             folder = Path(folder) if folder is not None else self.outputs_dir
             if out is None:
@@ -251,7 +289,7 @@ class Engine:
         offset, t0, total_all = span if span is not None else (0, start, job.steps)
         hit = self.cache.get(job.key) if self.cache is not None else None
         cached = hit is not None
-        model = getattr(self.models, job.model)
+        model = job.nets.get(job.model) or getattr(self.models, job.model)
         decode = job.decode or (lambda z: self.models.tae.decode(z, job.frames))
         frames: np.ndarray | Iterator[np.ndarray]
         if cached and "frames" in hit:
@@ -275,7 +313,7 @@ class Engine:
             while prep is not None:  # one window, or window after window (Prepared.then)
                 # The loop runs as a generator of steps, so events reach the caller as they happen.
                 run = prep
-                net = getattr(self.models, run.model) if run.model else model
+                net = (job.nets.get(run.model) or getattr(self.models, run.model)) if run.model else model
                 latents = yield from stream_steps(
                     partial(denoise, net, run, self.device, autocast=self.bf16), on_step, events
                 )

@@ -4,22 +4,24 @@ optional, and a request for a task whose model is missing is refused with what t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoint import config_from_dict, file_digest, load_weights, read_config
+from .checkpoint import file_digest, load_component
+from .loras import Adapter, find_adapters
 from .models.generator import Generator, GeneratorConfig
 from .models.rewrite import PromptRewriter, RewriterConfig
 from .models.tae import TAE, TAEConfig
 from .models.upsampler import SkipDecoder
-from .requests import RequestError
+from .requests import ModelLimits, RequestError
 
 
 def _load(path: Path, cls, cfg_cls, device: torch.device):
-    cfg = config_from_dict(cfg_cls, read_config(path)["config"])
-    return load_weights(path, cls(cfg)).to(device).eval().requires_grad_(False)
+    return load_component(path, cls, cfg_cls, device)  # a text encoder's relative path: from the folder
 
 
 def _has(path: Path) -> bool:
@@ -40,9 +42,12 @@ class ModelSet:
     # Each role's id: the folder's name and the digests of what it reads (TAE, generator, rewriter,
     # then the task's own weights), so a cache entry or result names exactly the weights behind it.
     ids: dict[str, str]
+    # Style adapters for the T2V generator, by name: the folder's loras/ and any extra folders.
+    loras: dict[str, Adapter] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: str | Path, device: torch.device) -> ModelSet:
+    def load(cls, folder: str | Path, device: torch.device, loras: Iterable[str | Path] = ()) -> ModelSet:
+        """The models of `folder`; `loras`: more folders of adapters besides its own loras/."""
         folder = Path(folder)
         rw = folder / "rewrite"
         base = ("tae", "t2v", "rewrite") if _has(rw) else ("tae", "t2v")
@@ -72,6 +77,22 @@ class ModelSet:
             personalizer=gen("personalize"),
             animator=gen("animate"),
             ids=ids,
+            loras=find_adapters([folder / "loras", *loras]),
+        )
+
+    def limits(self, role: str = "generator") -> ModelLimits:
+        """What the model in `role` can make (the T2V generator's where that role is missing: its
+        request is then refused for the missing model): its DiT's position tables, in patches, times
+        the patch and the TAE's downsampling."""
+        model = getattr(self, role, None)
+        dit = (model if isinstance(model, Generator) else self.generator).cfg.dit
+        tae = self.tae.cfg
+        (pt, ph, pw), s = dit.patch, tae.spatial_down
+        return ModelLimits(
+            size_multiple=math.lcm(s * ph, s * pw),
+            max_frames=dit.max_t * pt * tae.temporal_down,
+            max_height=dit.max_h * ph * s,
+            max_width=dit.max_w * pw * s,
         )
 
     def require(self, role: str, missing: str) -> Generator:

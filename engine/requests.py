@@ -43,19 +43,71 @@ def check_text(name: str, value: str, empty: str | None = None) -> None:
         raise RequestError(f"The {name} is {len(value)} characters; at most {MAX_PROMPT_CHARS} are accepted.")
 
 
-def check_sampling(req, size_multiple: int, max_size: int) -> None:
-    """The settings every generating task shares: steps, guidance, size, schedule, frame rate, seed,
-    and the upscale that may follow."""
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a loaded generator can make: its DiT's learned position tables (in patches) times its
+    patch and the TAE's downsampling. A request beyond them would fail deep inside the model, so
+    it is refused up front with these numbers. The defaults are the shipped model's (16 latent
+    frames of 4, 32x32 patches of 2x2 latents of 8x8 pixels)."""
+
+    size_multiple: int = 16  # pixels per patch side: the TAE's spatial downsampling x the DiT's patch
+    max_frames: int = 64  # max_t x patch_t x the TAE's temporal downsampling
+    max_height: int = 512  # max_h x patch_h x spatial downsampling
+    max_width: int = 512
+
+    @property
+    def max_size(self) -> int:
+        """The largest square side."""
+        return min(self.max_height, self.max_width)
+
+    def describe(self) -> str:
+        return (
+            f"this model makes up to {self.max_frames} frames of up to {self.max_width}x{self.max_height} px,"
+            f" sides multiples of {self.size_multiple}"
+        )
+
+
+SHIPPED_LIMITS = ModelLimits()  # what a request is checked against outside an engine
+
+
+def check_side(name: str, value: int, largest: int, limits: ModelLimits) -> None:
+    """One side of a frame in pixels: a multiple of the patch size within the model's tables."""
+    multiple = limits.size_multiple
+    if value % multiple or not multiple <= value <= largest:
+        raise RequestError(
+            f"{name} must be a multiple of {multiple} between {multiple} and {largest}, got {value}"
+            f" ({limits.describe()})."
+        )
+
+
+def check_frames(frames: int, limits: ModelLimits) -> None:
+    """A generated clip's length: 1 (an image) up to what the model's time table holds."""
+    if not 1 <= frames <= limits.max_frames:
+        raise RequestError(
+            f"frames must be between 1 (an image) and {limits.max_frames}, got {frames} ({limits.describe()})."
+        )
+
+
+def check_sampling(req, limits: ModelLimits) -> None:
+    """The settings every generating task shares: steps, guidance, frame size, schedule, frame rate,
+    seed, and the upscale that may follow. The frame is `size` square, or for a request with
+    `frame_shape` (T2V) its (height, width)."""
     if req.upscale not in (0, *UPSCALE_FACTORS):
         raise RequestError(f"upscale must be 0 (no), 2 or 4, got {req.upscale}.")
     if not 1 <= req.steps <= 500:
         raise RequestError(f"steps must be between 1 and 500, got {req.steps}.")
     if not 0.0 <= req.guidance <= 30.0:
         raise RequestError(f"guidance must be between 0 and 30, got {req.guidance}.")
-    if req.size % size_multiple or not size_multiple <= req.size <= max_size:
-        raise RequestError(
-            f"size must be a multiple of {size_multiple} between {size_multiple} and {max_size}, got {req.size}."
-        )
+    for name in ("width", "height"):  # T2V's own sides; 0: `size`
+        if getattr(req, name, 0) < 0:
+            raise RequestError(f"{name} must be 0 (square, at size) or positive, got {getattr(req, name)}.")
+    if getattr(req, "width", 0) or getattr(req, "height", 0):
+        height, width = req.frame_shape
+        sides = [("width", width, limits.max_width), ("height", height, limits.max_height)]
+    else:
+        sides = [("size", req.size, limits.max_size)]
+    for name, value, largest in sides:
+        check_side(name, value, largest, limits)
     if req.schedule not in SCHEDULES:
         raise RequestError(f"schedule must be one of {', '.join(SCHEDULES)}, got {req.schedule!r}.")
     if not 0 < req.fps <= 60:

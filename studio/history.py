@@ -133,7 +133,13 @@ class Entry:
         if self.task in ANIMATIONS:
             return " · ".join(str(p) for p in self._animation_settings() if p)
         parts = [f"seed {r.get('seed')}", f"{r.get('steps')} steps", f"guidance {r.get('guidance')}"]
-        parts += [f"{r.get('frames')} frames", f"{r.get('size')} px", r.get("schedule", "")]
+        # Width and height 0 (and requests saved before they existed): the square at `size`.
+        width, height = r.get("width") or r.get("size"), r.get("height") or r.get("size")
+        shape = f"{width} px" if width == height else f"{width}x{height} px"
+        parts += [f"{r.get('frames')} frames", shape, r.get("schedule", "")]
+        if r.get("lora"):  # the style adapter, with its digest as the result recorded it
+            digest = self.meta.get("lora", {}).get("digest", "")
+            parts.append(f"style {r['lora']} x{r.get('lora_scale', 1.0):g}" + (f" ({digest[:8]})" if digest else ""))
         if r.get("negative_prompt"):
             parts.append(f"not: {r['negative_prompt']}")
         return " · ".join(str(p) for p in parts if p)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from engine.requests import MAX_PROMPT_CHARS, CancelToken, Result
 from engine.tasks import T2VRequest
+from engine.tasks.t2v import MAX_LORA_SCALE
 
 from .compare import CSS, JS, player_html, upscale_cells
 from .events import live_preview
@@ -63,8 +64,10 @@ class T2VTab:
 
 
 def settings_values(request: dict) -> dict:
-    """A stored request -> values for the tab's controls, by name."""
-    return control_values(request, T2VRequest)
+    """A stored request -> values for the tab's controls, by name. The tab sets width and height
+    alone: a request saved as a square (`size`, width and height 0) reopens as that square."""
+    values = control_values(request, T2VRequest)
+    return values | {"width": values["width"] or values["size"], "height": values["height"] or values["size"]}
 
 
 class T2VHandlers(Handler):
@@ -94,9 +97,11 @@ class T2VHandlers(Handler):
                     return
 
     def result(self, req: T2VRequest, ev: Result) -> dict:
-        out = self.done(ev, f"seed {req.seed}") | upscaled_view(ev)
+        style = f" · style {req.lora} x{req.lora_scale:g}" if req.lora else ""
+        out = self.done(ev, f"seed {req.seed}{style}") | upscaled_view(ev)
         if "upscaled" in out:
-            out["status"] += f" (the {req.size} px clip is in History too)"
+            height, width = req.frame_shape
+            out["status"] += f" (the {width}x{height} clip is in History too)"
         return out
 
     def reading(self, prompt, frames=32, rewrite=True) -> str:
@@ -109,6 +114,8 @@ class T2VHandlers(Handler):
 def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, spaces: Spaces):
     """Build the tab inside the current Blocks context; the caller wires what crosses tabs."""
     h = T2VHandlers(engine, tokens)
+    limits = engine.limits_for("generator")  # what the loaded model's position tables allow
+    styles = engine.lora_names()
     gr.Markdown(KNOWS)
     with gr.Row():
         with gr.Column(scale=3):
@@ -127,8 +134,19 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
             with gr.Accordion("Settings", open=False):
                 steps = gr.Slider(1, 100, value=T2VRequest(prompt="").steps, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 15.0, value=T2VRequest(prompt="").guidance, step=0.5, label="Guidance")
-                frames = gr.Slider(1, 64, value=32, step=1, label="Frames (1 = an image)")
-                size = gr.Dropdown([64, 128], value=64, label="Size (px)")
+                frames = gr.Slider(
+                    1, limits.max_frames, value=min(32, limits.max_frames), step=1, label="Frames (1 = an image)"
+                )
+                # The sides in the model's patch steps, up to its position tables; 64 is what the
+                # shipped model was trained at (other shapes work, further from it less well).
+                side = dict(minimum=limits.size_multiple, step=limits.size_multiple)
+                with gr.Row():
+                    width = gr.Slider(
+                        **side, maximum=limits.max_width, value=64, label="Width (px)", elem_id="t2v-width"
+                    )
+                    height = gr.Slider(
+                        **side, maximum=limits.max_height, value=64, label="Height (px)", elem_id="t2v-height"
+                    )
                 schedule = gr.Dropdown(["linear-quadratic", "linear"], value="linear-quadratic", label="Schedule")
                 rewrite = gr.Checkbox(
                     value=True,
@@ -142,6 +160,17 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
                     info=None if has_animator else "off: this model has no animation model",
                     interactive=has_animator,
                     elem_id="t2v-factorised",
+                )
+            # Styles (LoRA adapters) the model folder has; the row is not shown without any.
+            with gr.Row(visible=bool(styles), elem_id="t2v-style"):
+                lora = gr.Dropdown(
+                    [("none", ""), *((name, name) for name in styles)],
+                    value="",
+                    label="Style (LoRA)",
+                    elem_id="t2v-lora",
+                )
+                lora_scale = gr.Slider(
+                    0.0, MAX_LORA_SCALE, value=1.0, step=0.05, label="Style strength", elem_id="t2v-lora-scale"
                 )
             upscale = then_upscale(engine, "t2v-then-upscale")
             with gr.Row():
@@ -168,11 +197,14 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
         steps=steps,
         guidance=guidance,
         frames=frames,
-        size=size,
+        width=width,
+        height=height,
         schedule=schedule,
         rewrite=rewrite,
         factorised=factorised,
         upscale=upscale,
+        lora=lora,
+        lora_scale=lora_scale,
     )
     last = gr.State(None)  # this session's latest result (path)
     previous = gr.State(None)  # the one before it, for "compare with previous"

@@ -1,15 +1,19 @@
 import json
+import shutil
+from dataclasses import replace
 
 import av
 import numpy as np
 import pytest
 import torch
 
+from engine.checkpoint import config_from_dict, read_config, save_component
 from engine.engine import Engine
+from engine.models.generator import Generator, GeneratorConfig
 from engine.precision import bf16_is_fast
-from engine.requests import CancelToken, Error, Preview, Progress, Result
+from engine.requests import CancelToken, Error, ModelLimits, Preview, Progress, Result
 from engine.tasks import T2VRequest
-from engine.video_io import read_metadata
+from engine.video_io import read_metadata, read_video
 
 
 @pytest.fixture()
@@ -122,4 +126,56 @@ def test_precision_follows_the_hardware(tiny_model_dir, tmp_path):
     assert auto.precision == ("bf16" if bf16_is_fast(torch.device("cpu")) else "fp32")
     assert Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path, bf16=False).precision == "fp32"
     assert auto.generate(req()).metadata["precision"] == auto.precision
-    assert bf16_is_fast(torch.device("cuda")) and not bf16_is_fast(torch.device("meta"))
+    # A GPU only where it runs bf16 natively (Ampere and later); none here, none at all.
+    native = torch.cuda.is_available() and torch.cuda.get_device_properties(0).major >= 8
+    assert bf16_is_fast(torch.device("cuda")) == native and not bf16_is_fast(torch.device("meta"))
+
+
+def test_a_non_square_clip_goes_through_at_its_shape(engine):
+    events = list(engine.run(req(width=64, height=32)))
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert previews[0].frames.shape == (2, 32, 64, 3)
+    res = events[-1]
+    assert isinstance(res, Result) and res.frames.shape == (8, 32, 64, 3)
+    frames, fps = read_video(res.path)[:2]
+    assert frames.shape == (8, 32, 64, 3) and fps == 8
+    assert res.metadata["request"]["width"] == 64 and res.metadata["request"]["height"] == 32
+    # 0 is `size`: a tall frame at the default width; and the square as before.
+    assert engine.generate(req(height=96, frames=1)).frames.shape == (1, 96, 64, 3)
+    assert engine.generate(req(frames=1)).frames.shape == (1, 64, 64, 3)
+
+
+def test_a_non_square_clip_upscaled_in_the_same_job(engine):
+    res = engine.generate(req(width=64, height=32, steps=2, frames=4, upscale=2))
+    assert res.frames.shape == (4, 64, 128, 3) and res.metadata["size"] == [128, 64]
+    assert res.metadata["upscaled_from"]["request"]["height"] == 32
+
+
+def test_limits_come_from_the_model(engine, tiny_model_dir, tmp_path):
+    assert engine.limits_for() == ModelLimits(size_multiple=16, max_frames=64, max_height=512, max_width=512)
+    (error,) = list(engine.run(req(width=1024)))
+    assert error.message == (
+        "width must be a multiple of 16 between 16 and 512, got 1024"
+        " (this model makes up to 64 frames of up to 512x512 px, sides multiples of 16)."
+    )
+    (error,) = list(engine.run(req(frames=65)))
+    assert error.message.startswith("frames must be between 1 (an image) and 64, got 65 (this model makes up to 64")
+    # A generator with smaller position tables: 4 latent frames of 4, 4 x 8 patches of 2 x 2 latents of 8 px.
+    small = tmp_path / "small-model"
+    shutil.copytree(tiny_model_dir, small)
+    cfg = read_config(small / "t2v")["config"]
+    gen_cfg = config_from_dict(GeneratorConfig, cfg)
+    gen_cfg = replace(gen_cfg, dit=replace(gen_cfg.dit, max_t=4, max_h=4, max_w=8))
+    save_component(small / "t2v", "generator", gen_cfg, Generator(gen_cfg))
+    e = Engine(small, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    assert e.limits_for("generator") == ModelLimits(size_multiple=16, max_frames=16, max_height=64, max_width=128)
+    assert e.generate(req(width=128, height=64, frames=16, steps=1)).frames.shape == (16, 64, 128, 3)
+    (error,) = list(e.run(req(width=128, height=80)))
+    assert error.message.startswith("height must be a multiple of 16 between 16 and 64, got 80")
+    assert "up to 16 frames of up to 128x64 px" in error.message
+    (error,) = list(e.run(req(frames=17)))
+    assert "between 1 (an image) and 16, got 17" in error.message
+    (error,) = list(e.run(req(size=128)))  # a square must fit the shorter table
+    assert error.message.startswith("size must be a multiple of 16 between 16 and 64, got 128")
+    (error,) = list(e.run(req(width=-16)))
+    assert error.message == "width must be 0 (square, at size) or positive, got -16."

@@ -31,7 +31,7 @@ class BoomerangRequest:
 
     task = "boomerang"
 
-    def validate(self, size_multiple: int = 16) -> None:
+    def validate(self, limits=None) -> None:  # the model's ModelLimits (this toy checks none)
         if not self.prompt.strip():
             raise RequestError("The prompt is empty.")
 

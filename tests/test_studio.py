@@ -35,9 +35,13 @@ SETTINGS = dict(
     steps=3,
     guidance=4.0,
     frames=8,
-    size=64,
+    width=64,
+    height=64,
     schedule="linear-quadratic",
 )
+# The T2V tab's controls: SETTINGS's, then rewrite, through-an-image, then-upscale, the style (LoRA)
+# and its strength.
+T2V_N = len(SETTINGS) + 5
 
 
 @pytest.fixture()
@@ -323,7 +327,7 @@ def test_edit_describe_mode_runs_sdedit_and_reopens_in_describe_mode(engine, sou
     assert any(f"described: “{described}”" in str(v) for v in last.values()), last
     # Reopened: the Edit tab, in describe mode, with the prompt and strength it was made with.
     (reopen,) = fn_named(demo, "reopen")
-    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT_CONTROLS)
+    t2v_n, edit_n = T2V_N, len(EDIT_CONTROLS)
 
     def reopened(entry_id: str) -> dict:
         out = reopen.fn(entry_id)
@@ -384,7 +388,7 @@ def test_reopen_an_edit_and_send_results_to_edit(engine, source_clip, tmp_path):
     (reopen,) = fn_named(demo, "reopen")
     out = reopen.fn(entry.id)
     assert out[0].selected == "edit"
-    t2v_n = len(SETTINGS) + 3  # the T2V controls (with rewrite, through-an-image and then-upscale)
+    t2v_n = T2V_N
     assert out[1 : 1 + t2v_n] == [gr.skip()] * t2v_n
     edit_n = len(EDIT_CONTROLS)
     assert out[1 + t2v_n : 1 + t2v_n + edit_n] == list(expected.values())
@@ -555,7 +559,7 @@ def test_reopen_an_upscale_and_upscale_4x_from_a_result(engine, small_clip, tmp_
     entry = History(tmp_path / "out").entries()[0]
     out = reopen.fn(entry.id)
     assert out[0].selected == "upscale"
-    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT) + 3
+    t2v_n, edit_n = T2V_N, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n] == [gr.skip()] * (t2v_n + edit_n)
     assert out[1 + t2v_n + edit_n :][:5] == [small_clip, 2, 2, 9, "linear"]
     board = out[1 + t2v_n + edit_n + 5]
@@ -699,7 +703,7 @@ def test_personalize_goes_to_history_with_its_reference_and_reopens(engine, star
     (reopen,) = fn_named(demo, "reopen")
     out = reopen.fn(entry.id)
     assert out[0].selected == "personalize"
-    t2v_n, edit_n = len(SETTINGS) + 3, len(EDIT) + 3
+    t2v_n, edit_n = T2V_N, len(EDIT) + 3
     assert out[1 : 1 + t2v_n + edit_n + 6] == [gr.skip()] * (t2v_n + edit_n + 6)  # the other tabs left alone
     pt_at = 1 + t2v_n + edit_n + 6
     values, board = out[pt_at : pt_at + PT_N], out[pt_at + PT_N]
@@ -813,3 +817,24 @@ def test_without_a_personalization_model_the_tab_says_so(tiny_model_dir, star_pn
     blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
     assert blocks["pt-generate"].interactive is False
     assert "no personalization model" in blocks["pt-status"].value
+
+
+def test_t2v_frame_shape_controls_follow_the_model(engine, tmp_path):
+    demo = build_ui(engine, tmp_path / "out")
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    limits = engine.limits_for("generator")
+    width, height = by_id["t2v-width"], by_id["t2v-height"]
+    assert (width.minimum, width.maximum, width.step) == (16, limits.max_width, 16)
+    assert (height.minimum, height.maximum, height.value) == (16, limits.max_height, 64)
+    assert not by_id["t2v-style"].visible  # the tiny model has no style adapters
+    # A wide clip, as the tab's controls ask for it; History names its shape; reopened, the same.
+    final = run(T2VHandlers(engine, {}), width=96, height=48, frames=1)[-1]
+    entry = History(tmp_path / "out").entries()[0]
+    assert entry.media == Path(final["result"]) and "96x48 px" in entry.settings_text()
+    values = settings_values(entry.request)
+    assert (values["width"], values["height"], values["lora"]) == (96, 48, "")
+    # A request saved before width and height existed reopens as its square.
+    old = {"task": "t2v", "prompt": "a red circle", "size": 128, "frames": 8}
+    assert (settings_values(old)["width"], settings_values(old)["height"]) == (128, 128)
+    too_wide = run(T2VHandlers(engine, {}), width=1024)[-1]
+    assert too_wide["error"].startswith("width must be a multiple of 16 between 16 and 512, got 1024")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cache import cache_key
 from ..denoise import Prepared
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_sampling, check_text
 from .given import WINDOW_FRAMES, pictures, prepare_given, texts
 from .registry import Inspection, Job, Task, register
 from .t2v import EMPTY_PROMPT
@@ -45,7 +45,7 @@ class AnimateRequest(TaskRequest):
 
     task = "animate"
 
-    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         if not str(self.image).strip():
             raise RequestError(NO_PICTURE)
         check_text("prompt", self.prompt, EMPTY_PROMPT)
@@ -55,7 +55,7 @@ class AnimateRequest(TaskRequest):
             )
         if not 0.0 <= self.frames_guidance <= 30.0:
             raise RequestError(f"frames guidance must be between 0 and 30, got {self.frames_guidance}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
 
 
 def read_picture(engine: Engine, path: str, size: int) -> tuple[np.ndarray, dict]:
@@ -102,4 +102,4 @@ def animate_job(engine: Engine, req: AnimateRequest) -> Job:
     )
 
 
-TASK = register(Task("animate", AnimateRequest, animate_job, inspect_picture))
+TASK = register(Task("animate", AnimateRequest, animate_job, inspect_picture, role="animator"))

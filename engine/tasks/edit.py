@@ -16,7 +16,7 @@ import torch
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
-from ..requests import MAX_PROMPT_CHARS, RequestError, TaskRequest, check_sampling
+from ..requests import MAX_PROMPT_CHARS, SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_sampling
 from ..sampling import SCHEDULES, sdedit_times
 from ..video_io import NormalizedClip
 from ..world.analyse import source_scene
@@ -66,7 +66,7 @@ class EditRequest(TaskRequest):
 
     task = "edit"
 
-    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         if not self.instruction.strip():
             raise RequestError(
                 "The instruction is empty. Say what the result should be, e.g. 'make the circle yellow'."
@@ -83,7 +83,7 @@ class EditRequest(TaskRequest):
             raise RequestError(f"source guidance must be between 0 and 30, got {self.source_guidance}.")
         if not 0.0 <= self.strength <= 1.0:
             raise RequestError(f"strength must be between 0 (the task's own) and 1, got {self.strength}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
 
 
 class SourceScenes:
@@ -215,4 +215,4 @@ def edit_job(engine: Engine, req: EditRequest) -> Job:
     )
 
 
-TASK = register(Task("edit", EditRequest, edit_job, inspect_source))
+TASK = register(Task("edit", EditRequest, edit_job, inspect_source, role="editor"))

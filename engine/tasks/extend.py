@@ -20,7 +20,7 @@ import torch
 
 from ..cache import cache_key
 from ..denoise import Prepared
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_sampling, check_text
 from ..world.data import to_tensor
 from .animate import NO_ANIMATOR
 from .edit import NO_SOURCE
@@ -57,7 +57,7 @@ class ExtendRequest(TaskRequest):
     def new_frames(self) -> int:
         return round(self.seconds * self.fps) if self.seconds > 0 else self.frames
 
-    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         if not str(self.video).strip():
             raise RequestError(NO_SOURCE)
         check_text("prompt", self.prompt, EMPTY_PROMPT)
@@ -70,7 +70,7 @@ class ExtendRequest(TaskRequest):
             )
         if not 0.0 <= self.frames_guidance <= 30.0:
             raise RequestError(f"frames guidance must be between 0 and 30, got {self.frames_guidance}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
 
 
 def plan_windows(given_frames: int, new: int, window: int = WINDOW_FRAMES, stride: int = 4) -> int:
@@ -158,4 +158,4 @@ def extend_job(engine: Engine, req: ExtendRequest) -> Job:
     )
 
 
-TASK = register(Task("extend", ExtendRequest, extend_job))
+TASK = register(Task("extend", ExtendRequest, extend_job, role="animator"))

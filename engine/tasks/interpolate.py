@@ -18,7 +18,7 @@ import torch
 
 from ..cache import cache_key
 from ..denoise import Prepared
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_sampling, check_text
 from ..world.data import to_tensor
 from .animate import NO_ANIMATOR
 from .edit import NO_SOURCE
@@ -50,7 +50,7 @@ class InterpolateRequest(TaskRequest):
 
     task = "interpolate"
 
-    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         if not str(self.video).strip():
             raise RequestError(NO_SOURCE)
         if self.factor not in FACTORS:
@@ -58,7 +58,7 @@ class InterpolateRequest(TaskRequest):
         check_text("prompt", self.prompt)
         if not 0.0 <= self.frames_guidance <= 30.0:
             raise RequestError(f"frames guidance must be between 0 and 30, got {self.frames_guidance}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
         if self.fps * self.factor > 60:
             raise RequestError(f"the result's rate {self.fps * self.factor:g} fps is over 60: read the source slower.")
 
@@ -143,4 +143,4 @@ def interpolate_job(engine: Engine, req: InterpolateRequest) -> Job:
     )
 
 
-TASK = register(Task("interpolate", InterpolateRequest, interpolate_job))
+TASK = register(Task("interpolate", InterpolateRequest, interpolate_job, role="animator"))

@@ -15,7 +15,7 @@ from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..reference_image import MAX_BYTES as REFERENCE_MAX_BYTES
 from ..reference_image import PreparedReference, prepare_reference
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_frames, check_sampling, check_text
 from ..sampling import SCHEDULES
 from ..video_io import fit_clip, is_still_image, probe
 from .registry import Inspection, Job, Task, register
@@ -46,7 +46,7 @@ class PersonalizeRequest(TaskRequest):
 
     task = "personalize"
 
-    def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         if not str(self.reference).strip():
             raise RequestError(
                 "No reference image: upload a picture (PNG, JPEG or WebP) of your character alone on a plain"
@@ -57,11 +57,10 @@ class PersonalizeRequest(TaskRequest):
         )
         check_text("prompt", self.prompt, empty)
         check_text("reference name", self.reference_name)
-        if not 1 <= self.frames <= max_frames:
-            raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
+        check_frames(self.frames, limits)
         if not 0.0 <= self.reference_guidance <= 30.0:
             raise RequestError(f"reference guidance must be between 0 and 30, got {self.reference_guidance}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
 
 
 def load_reference(engine: Engine, path: str | Path) -> PreparedReference:
@@ -151,4 +150,4 @@ def personalize_job(engine: Engine, req: PersonalizeRequest) -> Job:
     )
 
 
-TASK = register(Task("personalize", PersonalizeRequest, personalize_job, inspect_reference))
+TASK = register(Task("personalize", PersonalizeRequest, personalize_job, inspect_reference, role="personalizer"))

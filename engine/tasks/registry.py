@@ -43,6 +43,9 @@ class Job:
     decode: Callable[[torch.Tensor], torch.Tensor | Iterator[np.ndarray]] | None = None
     # Clips written beside the result: whole, or a function giving one in parts.
     sidecars: dict[str, np.ndarray | Callable[[], Iterator[np.ndarray]]] = field(default_factory=dict)
+    # Models that stand in for the ModelSet's in a role for this job alone (the T2V generator with a
+    # style adapter merged), by role.
+    nets: dict[str, torch.nn.Module] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Task:
     job: Callable[[Engine, Any], Job]  # read and normalise the inputs, key, prepare, meta
     # The upload as this task reads it (the studio shows it before anything runs); None: no upload.
     inspect: Callable[..., Inspection] | None = None
+    # The ModelSet role whose limits (frames, frame size) its requests are checked against.
+    role: str = "generator"
 
 
 TASKS: dict[str, Task] = {}

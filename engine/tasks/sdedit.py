@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_sampling, check_text
 from ..sampling import SCHEDULES, sdedit_times
 from .edit import NO_SOURCE, Source, inspect_source, read_source
 from .registry import Job, Task, register
@@ -34,7 +34,7 @@ class SDEditRequest(TaskRequest):
 
     task = "sdedit"
 
-    def validate(self, size_multiple: int = 16, max_size: int = 512) -> None:
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         empty = (
             "The prompt is empty. Say what the result should be, e.g. 'a blue star moving left on a white background'."
         )
@@ -43,7 +43,7 @@ class SDEditRequest(TaskRequest):
             raise RequestError(NO_SOURCE)
         if not 0.0 < self.strength <= 1.0:
             raise RequestError(f"strength must be above 0 and at most 1, got {self.strength}.")
-        check_sampling(self, size_multiple, max_size)
+        check_sampling(self, limits)
 
 
 def prepare_sdedit(req: SDEditRequest, src: Source, prompt: str, encode: EncodePrompt) -> Prepared:

@@ -11,12 +11,13 @@ import torch
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..models.tae import TAE
-from ..requests import RequestError, TaskRequest, check_sampling, check_text
+from ..requests import SHIPPED_LIMITS, ModelLimits, RequestError, TaskRequest, check_frames, check_sampling, check_text
 from ..sampling import SCHEDULES
 from .given import GivenFrames, prepare_given, texts
 from .registry import Job, Task, register
 
 FACTORISED_FRAMES_GUIDANCE = 3.0  # keep to the image made (s_F), as animate's default
+MAX_LORA_SCALE = 2.0  # past about twice its trained strength an adapter only adds artefacts
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -32,7 +33,11 @@ class T2VRequest(TaskRequest):
     steps: int = 24
     guidance: float = 5.0
     frames: int = 32  # 1 = an image
-    size: int = 64
+    size: int = 64  # the side of a square frame, where width and height are 0
+    # A frame of its own shape (pixels, multiples of the model's patch): 0 takes `size`, so requests
+    # and results saved before these fields existed read as the square they were.
+    width: int = 0
+    height: int = 0
     fps: float = 8.0
     schedule: str = "linear-quadratic"
     rewrite: bool = True  # give the generator the prompt rewriter's canonical reading of the prompt
@@ -40,19 +45,31 @@ class T2VRequest(TaskRequest):
     # Emu Video's factorised generation: the first frame made as an image by this generator, then
     # animated by the animation model (same prompt, seed and steps).
     factorised: bool = False
+    # A style adapter (a LoRA in the model folder's loras/) merged into the generator at this scale;
+    # "" none.
+    lora: str = ""
+    lora_scale: float = 1.0
 
     task = "t2v"
 
-    def validate(self, size_multiple: int = 16, max_frames: int = 128, max_size: int = 512) -> None:
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height or self.size, self.width or self.size)
+
+    def validate(self, limits: ModelLimits = SHIPPED_LIMITS) -> None:
         check_text("prompt", self.prompt, EMPTY_PROMPT)
         check_text("negative prompt", self.negative_prompt)
-        if not 1 <= self.frames <= max_frames:
-            raise RequestError(f"frames must be between 1 (an image) and {max_frames}, got {self.frames}.")
-        check_sampling(self, size_multiple, max_size)
+        check_frames(self.frames, limits)
+        check_sampling(self, limits)
+        if not 0.0 <= self.lora_scale <= MAX_LORA_SCALE:
+            raise RequestError(
+                f"lora scale must be between 0 (the base model) and {MAX_LORA_SCALE:g}, got {self.lora_scale}."
+            )
 
 
 def prepare_t2v(req: T2VRequest, tae: TAE, encode_prompt: EncodePrompt) -> Prepared:
-    shape = (1, *tae.cfg.latent_shape(req.frames, req.size, req.size))
+    shape = (1, *tae.cfg.latent_shape(req.frames, *req.frame_shape))
     return Prepared(
         shape=shape,
         cond=encode_prompt(req.prompt),
@@ -78,7 +95,7 @@ def prepare_factorised(req: T2VRequest, engine: Engine) -> Prepared:
         given = GivenFrames(
             z, torch.zeros(1, 1, dtype=torch.long, device=z.device), torch.zeros_like(z[:1, 0, :1, 0, 0]).long()
         )
-        shape = (1, *engine.models.tae.cfg.latent_shape(req.frames, req.size, req.size))
+        shape = (1, *engine.models.tae.cfg.latent_shape(req.frames, *req.frame_shape))
         text = texts(engine.prompt_encoder("animator"), req.prompt)
         return prepare_given(
             given, text, shape, req, seed=req.seed, frames=req.frames, frames_guidance=FACTORISED_FRAMES_GUIDANCE
@@ -96,17 +113,24 @@ def t2v_job(engine: Engine, req: T2VRequest) -> Job:
     if factorised:
         engine.models.require("animator", "has no animation model (an 'animate' folder) to animate the image with")
     role = "animator" if factorised else "generator"
+    meta: dict = {"rewrite": rewrite.to_dict() if rewrite is not None else None}
+    nets = {}
+    if req.lora:  # the generator with the style merged (through an image: the image is made with it)
+        nets["generator"], meta["lora"] = engine.styled(req.lora, req.lora_scale)
+    height, width = req.frame_shape
     return Job(
-        key=cache_key("t2v", engine.models.ids[role], engine.precision, req.to_dict()),
+        # The adapter's content is in the key: an adapter replaced under the same name is a new one.
+        key=cache_key("t2v", engine.models.ids[role], engine.precision, req.to_dict(), meta.get("lora")),
         prepare=(lambda: prepare_factorised(given, engine))
         if factorised
         else (lambda: prepare_t2v(given, engine.models.tae, engine.encode_prompt)),
         model=role,
         frames=req.frames,
-        shape=(req.size, req.size),
+        shape=(height, width),
         steps=req.steps * (2 if factorised else 1),
         fps=req.fps,
-        meta={"rewrite": rewrite.to_dict() if rewrite is not None else None},
+        meta=meta,
+        nets=nets,
     )
 
 

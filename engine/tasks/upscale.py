@@ -20,7 +20,7 @@ import torch
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
 from ..models.upsampler import encode_tiled
-from ..requests import UPSCALE_FACTORS, RequestError, TaskRequest
+from ..requests import UPSCALE_FACTORS, ModelLimits, RequestError, TaskRequest
 from ..sampling import SCHEDULES
 from ..upscale_data import EnlargedClip
 from ..video_io import NormalizedClip, fit_clip, is_still_image, probe
@@ -55,8 +55,8 @@ class UpscaleRequest(TaskRequest):
 
     task = "upscale"
 
-    def validate(self, size_multiple: int = 16, max_steps: int = 200) -> None:
-        """(size_multiple is the generators'; an upscale's size is its input's.)"""
+    def validate(self, limits: ModelLimits | None = None, max_steps: int = 200) -> None:
+        """(limits are the generators'; an upscale's size is its input's, bounded by UPSCALE_MAX_OUTPUT.)"""
         if not str(self.video).strip():
             raise RequestError("No input: upload a clip (MP4, MOV, WebM, MKV, AVI, GIF) or an image to upscale.")
         if self.scale not in UPSCALE_FACTORS:
@@ -172,4 +172,4 @@ def upscale_job(engine: Engine, req: UpscaleRequest) -> Job:
     )
 
 
-TASK = register(Task("upscale", UpscaleRequest, upscale_job, inspect_input))
+TASK = register(Task("upscale", UpscaleRequest, upscale_job, inspect_input, role="upsampler"))
