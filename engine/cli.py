@@ -40,6 +40,11 @@ TASK_HELP: dict[str, dict[str, str]] = {
     "t2v": {
         "rewrite": "give the generator the prompt as typed, not the rewriter's canonical reading of it",
         "factorised": "make the first frame as an image, then animate it (Emu Video; needs an animation model)",
+        "size": "the side of a square frame in pixels (where --width and --height are 0)",
+        "width": "frame width in pixels, a multiple of 16 for the shipped model (0: --size)",
+        "height": "frame height in pixels, a multiple of 16 for the shipped model (0: --size)",
+        "lora": "a style adapter (LoRA) by name: a folder in the model's loras/ or in --loras",
+        "lora_scale": "how strongly the style applies: 0 = the base model, 1 = as trained",
     },
     "edit": {
         "video": SOURCE,
@@ -212,9 +217,114 @@ def add_common(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the transformer in fp32 (default: bf16 autocast where the hardware runs it natively)",
     )
+    p.add_argument("--loras", help="a folder of style adapters (LoRAs), one subfolder each, besides the model's loras/")
 
 
 def make_engine(args: argparse.Namespace) -> Engine:
     from .engine import DEFAULT_MODEL, Engine
 
-    return Engine(model=args.model or DEFAULT_MODEL, device=args.device, cache_dir=args.cache_dir, bf16=not args.fp32)
+    return Engine(
+        model=args.model or DEFAULT_MODEL,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        bf16=not args.fp32,
+        loras=getattr(args, "loras", None),
+    )
+
+
+def _numbers(text: str, kind: type, flag: str) -> tuple:
+    """A comma-separated flag value: "32,16,8" as ints, "1,4/3,16/9" as floats (fractions allowed)."""
+    from fractions import Fraction
+
+    try:
+        return tuple(kind(Fraction(v.strip())) for v in text.split(",") if v.strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{flag} takes comma-separated numbers (fractions like 16/9 allowed), got {text!r}") from None
+
+
+def add_encode(sub: argparse._SubParsersAction) -> None:
+    """`encode`: a user's clips and captions into sharded latents to train on (engine/data)."""
+    from .data.buckets import BucketConfig
+    from .data.encode import EncodeConfig
+
+    b, e = BucketConfig(), EncodeConfig()
+    p = sub.add_parser(
+        "encode", help="encode your own clips and captions into latents to train on", formatter_class=Formatter
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a folder of clips and images with same-stem .txt captions, or a .jsonl / .csv "
+        "manifest (columns path, caption, optional start and end seconds)",
+    )
+    p.add_argument("--model", help="model folder whose tae and t2v text encoders encode (default: the shipped one)")
+    p.add_argument("--out", required=True, help="folder for the shards and index.json (run again to resume)")
+    p.add_argument("--size", type=int, default=b.size, help="a square bucket's side; other aspects keep its area")
+    p.add_argument("--frames", default=",".join(map(str, b.frames)), help="window lengths, longest that fits")
+    p.add_argument("--fps", type=float, default=b.fps, help="the rate clips are resampled to")
+    p.add_argument("--aspects", default="1,4/3,3/4,16/9,9/16", help="bucket aspects, width / height")
+    p.add_argument("--shard-size", type=int, default=e.shard_size, help="samples a shard")
+    p.add_argument("--windows-per-clip", type=int, default=e.windows_per_clip, help="0 = every non-overlapping window")
+    p.add_argument("--batch", type=int, default=e.batch, help="windows the TAE encodes at once")
+    p.add_argument("--device", help="cpu, cuda ... (default: cuda:LOCAL_RANK if present)")
+    p.add_argument("--quiet", action="store_true", help="only the summary, not a line per clip")
+    p.set_defaults(fn=cmd_encode)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    """Encode --data with --model's TAE and text encoders into --out; under torchrun (RANK and
+    WORLD_SIZE set) each rank encodes its share and rank 0 writes the index."""
+    import os
+    import sys
+    from datetime import timedelta
+    from pathlib import Path
+
+    import torch
+
+    from .checkpoint import file_digest, load_component
+    from .data.buckets import BucketConfig
+    from .data.encode import EncodeConfig, encode_footage
+    from .data.footage import read_footage
+    from .engine import DEFAULT_MODEL
+    from .models.generator import Generator, GeneratorConfig
+    from .models.tae import TAE, TAEConfig
+
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    device = torch.device(args.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
+    buckets = BucketConfig(
+        size=args.size,
+        aspects=_numbers(args.aspects, float, "--aspects"),
+        frames=_numbers(args.frames, int, "--frames"),
+        fps=args.fps,
+    )
+    cfg = EncodeConfig(buckets, shard_size=args.shard_size, windows_per_clip=args.windows_per_clip, batch=args.batch)
+    footage = read_footage(args.data)
+    model = Path(args.model or DEFAULT_MODEL)
+    tae = load_component(model / "tae", TAE, TAEConfig, device)
+    # The generator's text encoders only (their projections train): the rest is dropped here.
+    text = load_component(model / "t2v", Generator, GeneratorConfig).text.to(device)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    if rank == 0:
+        print(f"{len(footage.items)} items in {args.data}, {len(footage.problems)} skipped", file=sys.stderr)
+    barrier = lambda: None  # noqa: E731
+    if world > 1:
+        import torch.distributed as dist
+
+        # gloo whatever the device: only the barrier crosses ranks, and ranks can finish hours apart.
+        dist.init_process_group("gloo", timeout=timedelta(hours=24))
+        barrier = dist.barrier
+    try:
+        ids = {"tae_id": file_digest(model / "tae"), "text_id": file_digest(model / "t2v")}
+        report = encode_footage(footage, tae, text, cfg, args.out, rank, world, log, barrier=barrier, **ids)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0:
+        print(report.summary(), file=sys.stderr)
+        print(report.index)
+    return 0

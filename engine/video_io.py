@@ -302,6 +302,59 @@ def fit_clip(
     return _normalize(Path(path), fit, fps, limits)
 
 
+def fit_size(
+    path: str | os.PathLike,
+    size: tuple[int, int] | Callable[[int, int], tuple[int, int]],
+    fps: float = 8.0,
+    limits: VideoLimits = VideoLimits(),
+    start: float = 0.0,
+    end: float | None = None,
+) -> NormalizedClip:
+    """A clip as a training bucket takes it: upright, resized to cover `size` (height, width) and
+    centre-cropped to it, at `fps`, from `start` to `end` seconds (None: the end), streamed like
+    normalize_video. `size` may be a function of the upright source's (height, width), called once
+    on the first frame: a dataset picks each clip's bucket from it without a second pass.
+
+    Frames before `start` are still decoded (no seek: a seek lands on a keyframe, and the stream
+    resampling needs every frame's time), but each is reduced as it arrives, so what is held is
+    the small clip, never a full-resolution one."""
+    if fps <= 0 or start < 0 or (end is not None and end <= start):
+        raise ValueError(f"fps must be > 0 and 0 <= start < end, got {fps}, {start} and {end}")
+    chosen: list[tuple[int, int]] = []  # the target, fixed by the first frame (every frame has its size)
+
+    def cover(image: Image.Image, turn: int) -> tuple[np.ndarray, str]:
+        w, h = image.size  # as stored; turned by `turn` it shows as (h, w) when turn is 90 or 270
+        swap = turn in (90, 270)
+        if not chosen:
+            chosen.append(size(*((w, h) if swap else (h, w))) if callable(size) else size)
+        th, tw = chosen[0]
+        if th < 1 or tw < 1:
+            raise ValueError(f"size must be >= 1 a side, got {th}x{tw}")
+        sh, sw = (tw, th) if swap else (th, tw)  # the target as stored: crop before the turn, turn the small result
+        k = max(sw / w, sh / h)  # cover: the shorter fit fills its side, the other is cropped
+        cw, ch = sw / k, sh / k
+        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)  # centred exactly (fractional edges weighted)
+        filt = Image.Resampling.BOX if k <= 1 else Image.Resampling.BICUBIC  # area-average down, smooth up
+        small = np.asarray(image.convert("RGB").resize((sw, sh), filt, box=box))
+        small = np.ascontiguousarray(np.rot90(small, k=turn // 90)) if turn else small
+        return small, f"covering {tw}x{th}, centre-cropped"
+
+    clip = _normalize(Path(path), cover, fps, limits)
+    if start == 0 and end is None:
+        return clip
+    n = len(clip.frames)
+    first = math.ceil(start * fps - 1e-6)  # output frame k shows time k / fps
+    last = n if end is None else min(n, math.floor(end * fps + 1e-6))
+    if first >= last:
+        raise VideoInputError(
+            f"{Path(path).name} lasts {_num(n / fps)} s; nothing is left from {_num(start)} s"
+            + (f" to {_num(end)} s." if end is not None else ".")
+        )
+    span = f", from {_num(first / fps)} s to {_num(last / fps)} s ({last - first} frames)"
+    frames = clip.frames[first:last].copy()  # a copy, so the rest of the decoded clip is freed
+    return NormalizedClip(frames, clip.fps, clip.info, clip.summary + span, clip.digest)
+
+
 Transform = Callable[[Image.Image, int], tuple[np.ndarray, str]]  # (frame, turn) -> (pixels, what was done)
 
 
