@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
-from .cli import Formatter, add_common, add_fields, flaggable, make_engine, request_from
+from .cli import Formatter, add_common, add_encode, add_fields, flaggable, make_engine, request_from
 from .tasks import TASKS, EditRequest, SDEditRequest, T2VRequest
 
 
@@ -142,17 +144,55 @@ def _add_task(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.recipe import train
+    from .train.recipe import PRESETS, preset_toml, train
+    from .train.run_config import apply_overrides, build, read_file
 
-    train(args.preset, args.out or f"runs/{args.preset}", args.device, tuple(args.stages.split(",")), args.threads)
+    if args.print_config:
+        print(preset_toml(PRESETS[args.preset], args.preset), end="")
+        return 0
+    data = read_file(args.config) if args.config else {}
+    quick = {"latents": args.data, "model": args.model, "steps": args.steps}
+    if args.data or "footage" in data:  # the user's own footage
+        from .train.footage_stage import FootageTrainConfig, run_footage
+
+        section = data.get("footage", {}) | {k: v for k, v in quick.items() if v is not None}
+        data = apply_overrides({"footage": section}, args.set)
+        cfg = build(FootageTrainConfig, data["footage"], "footage.")
+        if not cfg.latents or not cfg.model:
+            raise SystemExit("train on footage needs --data LATENTS (from `encode`) and --model M (the folder it used)")
+        run_footage(cfg, Path(args.out or "runs/footage"), args.device, args.threads)
+        return 0
+    stages = tuple(args.stages.split(","))
+    if "recipe" in data or args.set:
+        from .train.recipe import Preset
+
+        base = data.get("recipe") or tomllib.loads(preset_toml(PRESETS[args.preset]))["recipe"]
+        preset = build(Preset, apply_overrides({"recipe": base}, args.set)["recipe"], "recipe.")
+        train(preset, args.out or "runs/custom", args.device, stages, args.threads)
+        return 0
+    train(args.preset, args.out or f"runs/{args.preset}", args.device, stages, args.threads)
     return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("train", help="rebuild a model from scratch (fixed seeds)", formatter_class=Formatter)
+    t = sub.add_parser(
+        "train",
+        help="rebuild a model from scratch (fixed seeds), or train on your own footage",
+        formatter_class=Formatter,
+    )
     t.add_argument(
         "--preset", default="shapes-v2", help="shapes-v2 (shipped; ~20 min on one H100), shapes-v1 (CPU), tiny"
     )
+    t.add_argument(
+        "--config", help="a run file (TOML or JSON): a [recipe] table (a preset's fields) or a [footage] one"
+    )
+    t.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override one setting, e.g. footage.steps=500"
+    )
+    t.add_argument("--print-config", action="store_true", help="print the preset as a run file and stop")
+    t.add_argument("--data", help="train on your own footage: the folder `python -m engine encode` wrote")
+    t.add_argument("--model", help="with --data: the model folder the latents were encoded with (fine-tuned)")
+    t.add_argument("--steps", type=int, help="with --data: optimiser steps")
     t.add_argument("--out", help="output folder (default: runs/PRESET)")
     t.add_argument("--device")
     t.add_argument("--threads", type=int, help="CPU threads (default: the preset's)")
@@ -176,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
     eval_cli.add_parser(sub)
     bench.add_parser(sub)
     _add_train(sub)
+    add_encode(sub)
     return ap
 
 

@@ -61,7 +61,8 @@ def save_component(
     (e.g. a frozen text encoder): they are not stored twice, and load_weights reads them there."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    skip = tuple(shared or ())
+    external = _external(module)
+    skip = tuple(shared or ()) + external
     state = {
         k: v.detach().to("cpu", dtype).contiguous()
         for k, v in module.state_dict().items()
@@ -71,6 +72,13 @@ def save_component(
     meta = {"kind": kind, "config": config_to_dict(cfg)} | ({"shared": shared} if shared else {}) | (extra or {})
     (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def _external(module: torch.nn.Module) -> tuple[str, ...]:
+    """Key prefixes of weights the module reads from elsewhere when it is built (a transformers
+    text encoder from its own folder): a checkpoint neither stores nor expects them."""
+    fn = getattr(module, "external_prefixes", None)
+    return tuple(fn()) if fn is not None else ()
 
 
 def frozen_prefixes(module: torch.nn.Module) -> tuple[str, ...]:
@@ -112,14 +120,28 @@ def load_weights(path: str | Path, module: torch.nn.Module) -> torch.nn.Module:
         if sibling not in siblings:
             siblings[sibling] = load_file(str(path.parent / sibling / "model.safetensors"))
         state |= {k: v for k, v in siblings[sibling].items() if k.startswith(prefix)}
+    external = _external(module)
+    if external:
+        state |= {k: v for k, v in module.state_dict().items() if k.startswith(external)}
     module.load_state_dict(state)
     return module
 
 
-def file_digest(path: str | Path) -> str:
-    """Short content hash of a checkpoint folder: its identity in cache keys and metadata."""
+def load_component(path: str | Path, cls, cfg_cls, device: torch.device | str = "cpu"):
+    """A checkpoint folder's module, built from its config (relative paths in it taken from the
+    model folder, path's parent) and loaded, on `device` in eval mode and frozen."""
+    path = Path(path)
+    cfg = config_from_dict(cfg_cls, read_config(path)["config"])
+    if hasattr(cfg, "resolved"):
+        cfg = cfg.resolved(path.parent)
+    return load_weights(path, cls(cfg)).to(device).eval().requires_grad_(False)
+
+
+def file_digest(path: str | Path, files: tuple[str, ...] = ("config.json", "model.safetensors")) -> str:
+    """Short content hash of a checkpoint folder (of `files` in it; a LoRA's weights are
+    adapter.safetensors): its identity in cache keys and metadata."""
     h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
+    for name in files:
         f = Path(path) / name
         if f.is_file():
             h.update(f.read_bytes())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -19,6 +20,10 @@ class GeneratorConfig:
     # Personalization: a vision encoder whose tokens join the text tokens (None: no reference).
     reference: ReferenceConfig | None = None
 
+    def resolved(self, folder: str | Path) -> GeneratorConfig:
+        """Relative text-encoder paths taken from the model folder `folder`."""
+        return replace(self, text=self.text.resolved(folder))
+
 
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
@@ -31,6 +36,10 @@ class Generator(nn.Module):
             self.reference_proj = nn.Sequential(
                 nn.Linear(cfg.reference.width, cfg.dit.width), nn.LayerNorm(cfg.dit.width)
             )
+
+    def external_prefixes(self) -> tuple[str, ...]:
+        """Weights a checkpoint does not hold: the transformers text encoders, read from their folders."""
+        return tuple(f"text.{p}" for p in self.text.external_prefixes())
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """The DiT's context keyword arguments for a batch of prompts."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -45,14 +46,30 @@ class WordEncoderConfig:
 
 @dataclass(frozen=True)
 class HFEncoderConfig:
-    path: str  # a local folder with a transformers model (T5 encoder, CLIP text model, ...)
+    # A local folder with a transformers model (T5 encoder, CLIP text model, ...). Relative: to the
+    # model folder the checkpoint is in, so a model and its encoder move together; its weights are
+    # read from there, never copied into the checkpoint.
+    path: str
     max_len: int = 77
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    words: WordEncoderConfig = field(default_factory=WordEncoderConfig)
+    # The world's word encoder (its parse pre-trained on the world's captions); None: only the
+    # transformers encoders in `extra`, for footage whose captions are not the world's.
+    words: WordEncoderConfig | None = field(default_factory=WordEncoderConfig)
     extra: tuple[HFEncoderConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.words is None and not self.extra:
+            raise ValueError("a text config needs the word encoder or at least one transformers encoder (extra)")
+
+    def resolved(self, folder: str | Path) -> TextConfig:
+        """The config with relative encoder paths taken from `folder` (the model folder)."""
+        extra = tuple(
+            replace(e, path=str(Path(folder) / e.path)) if not Path(e.path).is_absolute() else e for e in self.extra
+        )
+        return replace(self, extra=extra)
 
 
 def words(prompt: str) -> list[str]:
@@ -159,19 +176,32 @@ class TextConditioner(nn.Module):
     def __init__(self, cfg: TextConfig, width: int):
         super().__init__()
         self.cfg = cfg
-        self.encoders = nn.ModuleList([WordEncoder(cfg.words)] + [HFTextEncoder(e) for e in cfg.extra])
+        words = [WordEncoder(cfg.words)] if cfg.words is not None else []
+        self.encoders = nn.ModuleList(words + [HFTextEncoder(e) for e in cfg.extra])
         self.proj = nn.ModuleList(
             nn.Sequential(nn.Linear(e.out_dim, width), nn.LayerNorm(width)) for e in self.encoders
         )
 
     @property
     def word_encoder(self) -> WordEncoder:
+        if self.cfg.words is None:
+            raise AttributeError("this text config has no word encoder (only transformers encoders)")
         return self.encoders[0]
 
+    def external_prefixes(self) -> tuple[str, ...]:
+        """The transformers encoders' weights: read from their own folders, not checkpoints."""
+        first = 0 if self.cfg.words is None else 1
+        return tuple(f"encoders.{i}." for i in range(first, len(self.encoders)))
+
     def forward(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.project([enc(prompts) for enc in self.encoders])
+
+    def project(self, encoded: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each encoder's own output (tokens (B, L_i, D_i), mask (B, L_i)), as forward computes it or
+        as the encode pass stored it for training, projected and joined: the frozen encoders need
+        not run again, only their projections train."""
         toks, masks = [], []
-        for enc, proj in zip(self.encoders, self.proj, strict=True):
-            t, m = enc(prompts)
+        for (t, m), proj in zip(encoded, self.proj, strict=True):
             toks.append(proj(t.to(proj[0].weight.dtype)))  # (B, L_i, width)
             masks.append(m)
         return torch.cat(toks, 1), torch.cat(masks, 1)  # (B, sum L_i, width), (B, sum L_i)

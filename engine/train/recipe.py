@@ -36,6 +36,7 @@ from .character_tae_stage import CharacterTAETrainConfig, train_character_tae
 from .common import Runtime, has_state, setup
 from .edit_stage import EditTrainConfig, train_edit
 from .personalize_stage import PersonalizeTrainConfig, personalize_generator_config, train_personalize
+from .run_config import dump_toml
 from .t2v_stage import T2VTrainConfig, train_t2v
 from .tae_stage import DecoderTrainConfig, TAETrainConfig, finetune_decoder, train_tae
 from .text_stage import TextTrainConfig, parse_accuracy, train_text
@@ -442,8 +443,17 @@ def stages_help() -> str:
     return f"comma list of {rows}. Default: {default}; a stage left out reuses OUT"
 
 
+def preset_toml(preset: Preset, name: str = "") -> str:
+    """A preset as a run file ([recipe] table): what `--config` reads back to the same preset."""
+    head = (
+        f"# The {name} preset as a run file (`python -m engine train --preset {name} --print-config`).\n"
+        "# python -m engine train --config THIS_FILE --out DIR runs it; edit any field, or --set recipe.FIELD=VALUE.\n"
+    )
+    return (head if name else "") + dump_toml({"recipe": preset})
+
+
 def train(
-    preset: str,
+    preset: str | Preset,
     out: str | Path,
     device: str | None = None,
     stages: tuple[str, ...] = DEFAULT_STAGES,
@@ -454,9 +464,10 @@ def train(
     unknown = set(stages) - set(STAGE_NAMES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGE_NAMES)}")
-    if preset not in PRESETS:
+    if isinstance(preset, str) and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    p = PRESETS[preset]
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    name = preset if isinstance(preset, str) else "the run file's preset"
     rt = setup(device, threads or p.threads)  # two stages side by side on 2 cores: 1 thread each
     b = Build(p, rt, Path(out))
     for stage in STAGES:
@@ -464,7 +475,7 @@ def train(
             continue
         if not stage.has(p):
             if rt.main:
-                print(f"[recipe] {preset} has no {stage.name} stage: skipped", flush=True)
+                print(f"[recipe] {name} has no {stage.name} stage: skipped", flush=True)
             continue
         stage.run(b)
         rt.barrier()  # later stages, on every rank, read what rank 0 saved
