@@ -28,7 +28,7 @@ from .tasks import (
 
 PROMPT = "a red circle moving left on a blue background"
 INSTRUCTION = "make the circle yellow"
-WHAT = ("t2v", "edit", "upscale", "personalize", "animate", "extend", "interpolate")
+WHAT = ("t2v", "edit", "upscale", "personalize", "animate", "extend", "interpolate", "train")
 PERSONALIZE_PROMPT = "the character moving right on a green background"
 
 
@@ -45,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     helps = {"instruction": "edit: the instruction timed"}
     add_fields(b, EditRequest, only=["instruction"], defaults={"instruction": INSTRUCTION}, helps=helps)
     b.add_argument("--repeats", type=int, default=5, help="timed runs of each kind, after one warm-up")
+    t = b.add_argument_group("train: throughput and memory of training on encoded footage")
+    t.add_argument("--data", help="train: the folder `python -m engine encode` wrote")
+    t.add_argument("--ranks", default="1,2", help="train: rank counts to run (torchrun beyond 1)")
+    t.add_argument("--modes", default="ddp,fsdp", help="train: parallel modes")
+    t.add_argument("--train-steps", type=int, default=8, help="train: steps a run (the first 2 untimed)")
+    t.add_argument("--global-batch", type=int, default=16, help="train: samples a step")
+    t.add_argument("--micro-batch", type=int, default=8, help="train: samples a forward on one rank")
+    t.add_argument("--train-threads", type=int, default=1, help="train: CPU threads per rank")
     add_fields(b, T2VRequest, defaults={"prompt": PROMPT}, helps={"prompt": "t2v: the prompt timed"})
     add_common(b)
     b.set_defaults(fn=cmd_bench)
@@ -64,6 +72,27 @@ def _timed(engine, req, out: Path, previews: bool) -> tuple[float, float | None]
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
+
+    if args.what == "train":
+        from .train.bench_train import bench_training
+
+        if not args.data:
+            raise SystemExit("bench train needs --data LATENTS (from `python -m engine encode`)")
+        from .engine import DEFAULT_MODEL
+
+        res = bench_training(
+            args.data,
+            str(args.model or DEFAULT_MODEL),
+            ranks=tuple(int(r) for r in args.ranks.split(",")),
+            modes=tuple(args.modes.split(",")),
+            steps=args.train_steps,
+            global_batch=args.global_batch,
+            micro_batch=args.micro_batch,
+            device=args.device or "cpu",
+            threads=args.train_threads,
+        )
+        print(json.dumps(res, indent=2))
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         args.cache_dir = tmp

@@ -106,7 +106,7 @@ def test_training_lowers_the_heldout_loss_and_leaves_a_model_the_engine_loads(la
     target = train_footage(cfg, CPU, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     held = [r["heldout"] for r in rows if "heldout" in r]
-    assert len(held) == 3 and held[-1] < held[0] * 0.9, held
+    assert len(held) == 4 and held[-1] < held[1] < held[0] * 0.95, held  # before training, steps 10, 20, 30
     assert target == tmp_path / "model"
     assert read_config(target / "t2v")["footage_steps"] == 30
     trained = load_component(target / "t2v", Generator, GeneratorConfig)

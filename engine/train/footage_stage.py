@@ -39,7 +39,9 @@ from .parallel import (
     full_state,
     latest,
     load_sharded,
+    memory_now_mb,
     parallelize,
+    peak_memory_mb,
     plain_name,
     reshard,
     save_sharded,
@@ -275,6 +277,9 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
     log = Logger(rt, "footage", cfg.steps, every=10)
     t0 = time.perf_counter()
     end = min(cfg.stop_at or cfg.steps, cfg.steps)
+    _record(out, rt, {"step": start, "memory_start_mb": memory_now_mb(rt.device)})
+    if start == 0 and holdout:  # where the held-out loss starts from, for the curve
+        _record(out, rt, {"step": 0, "heldout": heldout_loss(model, data, holdout, empty, cfg, rt)})
     for step in range(start, end):
         set_lr(opt, cosine_lr(step, cfg.steps, cfg.lr, warmup=cfg.warmup))
         opt.zero_grad(set_to_none=True)
@@ -294,7 +299,8 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
             with torch.no_grad():
                 torch._foreach_lerp_(list(ema.values()), [p.detach() for p in params], 1 - d)
         log.log(step, loss=total)
-        _record(out, rt, {"step": step + 1, "loss": float(total), "seconds": time.perf_counter() - t0})
+        row = {"step": step + 1, "loss": float(total), "seconds": time.perf_counter() - t0}
+        _record(out, rt, row | {"peak_mb": peak_memory_mb(rt.device)})
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             held_loss = heldout_loss(model, data, holdout, empty, cfg, rt)
             _record(out, rt, {"step": step + 1, "heldout": held_loss})

@@ -9,6 +9,8 @@ count. One process runs the plain model through the same calls.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -97,6 +99,21 @@ def reshard(model: torch.nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.reshard()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """A GPU's peak allocation by torch, or on a CPU this process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def memory_now_mb(device: torch.device) -> float:
+    """What a GPU holds allocated now, or this process's resident memory now."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def plain_name(name: str) -> str:
