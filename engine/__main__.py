@@ -152,8 +152,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     data = read_file(args.config) if args.config else {}
     quick = {"latents": args.data, "model": args.model, "steps": args.steps}
-    if args.data or "footage" in data:  # the user's own footage
+    footage_set = any(item.startswith("footage.") for item in args.set)
+    if args.data or "footage" in data or footage_set:  # the user's own footage
         from .train.footage_stage import FootageTrainConfig, run_footage
+
+        stray = [item for item in args.set if not item.startswith("footage.")]
+        if stray:
+            raise SystemExit(f"a footage run takes --set footage.FIELD=VALUE; not {', '.join(stray)}")
 
         section = data.get("footage", {}) | {k: v for k, v in quick.items() if v is not None}
         data = apply_overrides({"footage": section}, args.set)
@@ -163,6 +168,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_footage(cfg, Path(args.out or "runs/footage"), args.device, args.threads)
         return 0
     stages = tuple(args.stages.split(","))
+    stray = [item for item in args.set if not item.startswith("recipe.")]
+    if stray:
+        raise SystemExit(f"a recipe run takes --set recipe.FIELD=VALUE; not {', '.join(stray)}")
     if "recipe" in data or args.set:
         from .train.recipe import Preset
 

@@ -170,6 +170,6 @@ def test_two_gloo_ranks_train_like_one(latents, tiny_model_dir, tmp_path, mode):
     train_footage(cfg, CPU, two)
     a, b = _losses(one.parent), _losses(two)
     # The same samples, noise and times each step; only the order of float sums differs (the
-    # all-reduce, FSDP2's sharded optimiser), which Adam carries on: within 1e-3 over six steps.
-    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-3 * a[k] for k in a), [(k, a[k], b[k]) for k in a]
+    # all-reduce, FSDP2's sharded optimiser): within 1e-5 over six steps, the resume included.
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 * a[k] for k in a), [(k, a[k], b[k]) for k in a]
     assert abs(a[1] - b[1]) < 1e-5

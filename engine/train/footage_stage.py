@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,9 +27,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_component, save_component
+from ..checkpoint import config_from_dict, file_digest, load_component, read_config, save_component
+from ..data.encode import weights_digest
 from ..data.shards import BucketBatchSampler, LatentShards, collate
 from ..models.generator import Generator, GeneratorConfig
+from ..models.tae import TAE, TAEConfig
 from ..models.transformer import DiTConfig
 from ..sampling import interpolate, sample_times, target_velocity
 from .common import Logger, Runtime, cosine_lr, set_lr, setup
@@ -78,6 +81,19 @@ class FootageTrainConfig:
     name: str = ""  # the LoRA's name in the studio and in requests; "" = the output folder's name
 
 
+def check_config(cfg: FootageTrainConfig) -> None:
+    """Settings that cannot train, said in words before anything is loaded."""
+    for name in ("steps", "global_batch", "micro_batch", "eval_every", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"footage.{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.holdout < 0 or cfg.stop_at < 0 or not 0 <= cfg.drop_text < 1 or not 0 <= cfg.ema < 1:
+        raise ValueError("footage.holdout and stop_at must be >= 0, drop_text and ema in [0, 1)")
+    if cfg.dit is not None and cfg.lora is not None:
+        raise ValueError(
+            "footage.lora adapts the model folder's trained transformer: it cannot go with a new one (dit)"
+        )
+
+
 class FlowModel(torch.nn.Module):
     """The generator as one forward from stored caption encodings, so DDP and FSDP2 see every
     trainable parameter (the text projections included) inside the call they wrap."""
@@ -114,6 +130,9 @@ class StepBatches:
             for m in range(self.accumulate)
         ]
         self.per_epoch = len(self.slots[0])
+        self.dropped = [  # buckets too small for one step: said, not silently left out
+            (shape, n) for shape, n in sorted(Counter(tuple(x) for x in mine).items()) if n < cfg.global_batch
+        ]
         if self.per_epoch == 0:
             raise ValueError(f"no latent shape has {cfg.global_batch} training samples: lower global_batch")
 
@@ -179,6 +198,39 @@ def build_generator(cfg: FootageTrainConfig) -> Generator:
     if cfg.lora is not None:
         gen = add_lora(gen, cfg.lora)
     return gen
+
+
+def _tae_weights(folder: Path) -> str:
+    return weights_digest(load_component(folder / "tae", TAE, TAEConfig))
+
+
+def check_data(data: LatentShards, cfg: FootageTrainConfig) -> None:
+    """The latents must come from this model folder's TAE and text encoders (else training
+    learns a space the model never decodes), and their shapes must fit its position tables."""
+    folder = Path(cfg.model)
+    made_by = data.index.get("models", {}).get("tae")
+    # The encode command names the TAE by its folder's digest; encode_footage called without one,
+    # by its weights'.
+    if made_by is not None and made_by != file_digest(folder / "tae") and made_by != _tae_weights(folder):
+        raise ValueError(
+            f"{cfg.latents} was encoded by another TAE than {folder}'s: encode it again with --model {folder}"
+        )
+    gcfg = config_from_dict(GeneratorConfig, read_config(folder / "t2v")["config"])
+    dit = gcfg.dit if cfg.dit is None else cfg.dit
+    want = len(gcfg.text.extra) + (gcfg.text.words is not None)
+    if len(data.index["text"]) != want:
+        raise ValueError(
+            f"{cfg.latents} holds {len(data.index['text'])} caption encodings, {folder}'s generator reads {want}: "
+            f"encode it again with --model {folder}"
+        )
+    (pt, ph, pw), grid = dit.patch, (dit.max_t, dit.max_h, dit.max_w)
+    for shape in sorted(set(data.shapes)):
+        t, h, w = shape[1:]
+        if t % pt or h % ph or w % pw or t // pt > grid[0] or h // ph > grid[1] or w // pw > grid[2]:
+            raise ValueError(
+                f"latents of shape {shape} do not fit the transformer (patch {dit.patch}, at most {grid} patches): "
+                "encode with smaller --size or --frames"
+            )
 
 
 def _record(out: Path, rt: Runtime, row: dict) -> None:
@@ -250,15 +302,17 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
     """Train from cfg.latents into `out`: out/checkpoints/step-N (sharded, resumable on any rank
     count), out/log.jsonl (train and held-out losses), and at the end out/model (the T2V
     generator, or out/lora for adapters). Returns what it wrote for the Engine to load."""
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     data = LatentShards(cfg.latents)
+    check_data(data, cfg)
     held = np.random.default_rng(cfg.seed).permutation(len(data))
     holdout, train = sorted(held[: cfg.holdout].tolist()), sorted(held[cfg.holdout :].tolist())
 
     gen = build_generator(cfg).to(rt.device)
     net = FlowModel(gen)
-    model = parallelize(net, gen.dit.blocks, rt, cfg.parallel)
+    model = parallelize(net, gen.dit.blocks, rt, cfg.parallel, frozen_parts=tuple(gen.text.encoders))
     named = [(plain_name(k), p) for k, p in model.named_parameters() if p.requires_grad]
     names, params = [k for k, _ in named], [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
@@ -272,6 +326,9 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
             print(f"[footage] resumed at step {start} from {found}", flush=True)
 
     sampler = StepBatches(data.shapes, train, cfg, rt.rank, rt.world, start)
+    if rt.main:
+        for shape, n in sampler.dropped:
+            print(f"[footage] {n} samples of shape {shape} are fewer than a global batch: not trained on", flush=True)
     loader = iter(DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers))
     empty = data.empty
     log = Logger(rt, "footage", cfg.steps, every=10)
@@ -287,9 +344,10 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
         for m in range(sampler.accumulate):
             batch = next(loader)
             with sync_gradients(model, m == sampler.accumulate - 1):
-                loss = flow_loss(model, batch, empty, cfg.seed, step, cfg.drop_text, rt) / cfg.global_batch
+                # This rank's share of the batch: DDP and FSDP2 average the ranks' gradients.
+                loss = flow_loss(model, batch, empty, cfg.seed, step, cfg.drop_text, rt) / (cfg.global_batch / rt.world)
                 loss.backward()
-            total += loss.detach()
+            total += loss.detach() / rt.world
         if rt.world > 1:  # the loss for the log only: DDP and FSDP2 already averaged the gradients
             dist.all_reduce(total)
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -58,10 +59,17 @@ def bf16_training(device: torch.device) -> bool:
     return bf16_is_fast(device)
 
 
-def parallelize(model: torch.nn.Module, blocks: torch.nn.ModuleList, rt: Runtime, cfg: ParallelConfig):
+def parallelize(
+    model: torch.nn.Module,
+    blocks: torch.nn.ModuleList,
+    rt: Runtime,
+    cfg: ParallelConfig,
+    frozen_parts: tuple[torch.nn.Module, ...] = (),
+):
     """`model` (already on rt.device, its frozen parts frozen) made ready to train on every rank.
     `blocks` are its repeated blocks (the DiT's): each is checkpointed and, under FSDP2, sharded on
-    its own so only one block's full weights exist at a time. Returns the module to call."""
+    its own so only one block's full weights exist at a time; `frozen_parts` (text encoders whose
+    outputs were stored) are sharded apart and never gathered. Returns the module to call."""
     if cfg.checkpointing:
         for i, block in enumerate(blocks):
             blocks[i] = checkpoint_wrapper(block)  # non-reentrant: works with DDP, FSDP2 and kwargs
@@ -79,6 +87,8 @@ def parallelize(model: torch.nn.Module, blocks: torch.nn.ModuleList, rt: Runtime
     kw = {"mp_policy": mp} if mp is not None else {}
     for block in blocks:
         fully_shard(block, **kw)
+    for frozen in frozen_parts:  # never called in training: sharded apart, so never gathered
+        fully_shard(frozen, **kw)
     fully_shard(model, **kw)
     return model
 
@@ -123,6 +133,9 @@ def plain_name(name: str) -> str:
 
 # -- sharded checkpoints: every rank writes its own shards; any rank count reads them --
 _OPT = StateDictOptions(flatten_optimizer_state_dict=True)
+# What does not train (the base under a LoRA, the text encoders) is the model folder's, as it was:
+# a checkpoint holds only what changes, so a LoRA's is the adapter's size, not the model's.
+_FROZEN_LEFT_OUT = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def save_sharded(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, extra: dict, meta: dict) -> None:
@@ -132,11 +145,17 @@ def save_sharded(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     previous folder (see `latest`)."""
     osd = get_optimizer_state_dict(model, opt, options=_OPT)
     state = {
-        "model": get_model_state_dict(model),
+        "model": get_model_state_dict(model, options=_FROZEN_LEFT_OUT),
         # The moments and step counts; the groups' settings (rates, betas) come from the config.
         "optim": {k: v for k, v in osd.items() if isinstance(v, torch.Tensor)},
         "extra": extra,
     }
+    # The reader takes every shard in the folder: a save cut short before (perhaps by another rank
+    # count) must leave none behind.
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    if dist.is_initialized():
+        dist.barrier()
     with warnings.catch_warnings():  # one process saves alone, as meant: no "assuming" warning
         warnings.filterwarnings("ignore", "torch.distributed is disabled")
         dcp.save(state, storage_writer=dcp.HuggingFaceStorageWriter(str(folder), save_distributed=True))
@@ -151,14 +170,14 @@ def load_sharded(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     place. Returns its meta."""
     osd = get_optimizer_state_dict(model, opt, options=_OPT)  # initialises empty moments to load into
     state = {
-        "model": get_model_state_dict(model),
+        "model": get_model_state_dict(model, options=_FROZEN_LEFT_OUT),
         "optim": {k: v for k, v in osd.items() if isinstance(v, torch.Tensor)},
         "extra": extra,
     }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "torch.distributed is disabled")
         dcp.load(state, storage_reader=dcp.HuggingFaceStorageReader(str(folder)))
-    set_model_state_dict(model, state["model"])
+    set_model_state_dict(model, state["model"], options=_FROZEN_LEFT_OUT)
     set_optimizer_state_dict(model, opt, osd | state["optim"], options=_OPT)
     return json.loads((folder / "meta.json").read_text())
 
