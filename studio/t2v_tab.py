@@ -35,6 +35,12 @@ KNOWS = (
     "Set frames to 1 for an image. Type freely: under the prompt you see how it was read, which is what the "
     "model is given, and any words it does not know."
 )
+# A model trained on other footage (python -m engine train --data ...) has no world rewriter: its
+# prompts go in as typed, and the world's examples would mislead.
+OWN_MODEL = (
+    "This model (**{name}**) was trained on footage of its own: describe the clip in the words its captions "
+    "used; the prompt is given to it as typed. Width, height and frames (1 = an image) are under Settings."
+)
 
 
 def upscaled_view(ev: Result) -> dict:
@@ -116,17 +122,23 @@ def build_t2v_tab(engine, tokens: dict[str, CancelToken], concurrency_id: str, s
     h = T2VHandlers(engine, tokens)
     limits = engine.limits_for("generator")  # what the loaded model's position tables allow
     styles = engine.lora_names()
-    gr.Markdown(KNOWS)
+    world = engine.models.rewriter is not None
+    gr.Markdown(KNOWS if world else OWN_MODEL.format(name=engine.models.folder.name), elem_id="t2v-knows")
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(
-                label="Prompt", lines=2, placeholder=EXAMPLES[0], max_length=MAX_PROMPT_CHARS, elem_id="t2v-prompt"
+                label="Prompt",
+                lines=2,
+                placeholder=EXAMPLES[0] if world else "",
+                max_length=MAX_PROMPT_CHARS,
+                elem_id="t2v-prompt",
             )
             negative = gr.Textbox(
                 label="Negative prompt", placeholder="what the clip should not show", max_length=MAX_PROMPT_CHARS
             )
             reading = gr.Markdown("", elem_id="t2v-reading")
-            gr.Examples(EXAMPLES, inputs=[prompt], label="Examples the default model knows")
+            if world:
+                gr.Examples(EXAMPLES, inputs=[prompt], label="Examples the default model knows")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="t2v-seed")
                 dice = gr.Button("Random", scale=0, min_width=80, elem_id="t2v-dice")

@@ -119,6 +119,17 @@ def test_preview_strip():
     assert preview_strip(frames, scale=2).shape == (16, (3 * 8 + 2 * 2) * 2, 3)
 
 
+def test_a_model_of_other_footage_is_not_introduced_as_the_shapes_world(tiny_model_dir, rewriting_model, tmp_path):
+    def intro(model):
+        eng = Engine(model, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+        demo = build_ui(eng)
+        return next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "t2v-knows")
+
+    assert "shapes world" in intro(rewriting_model)  # the world's model: its rewriter reads world prompts
+    own = intro(tiny_model_dir)  # no rewriter: trained on footage of its own
+    assert "trained on footage of its own" in own and tiny_model_dir.name in own and "shapes world" not in own
+
+
 def test_build_ui_has_the_tabs(engine):
     demo = build_ui(engine)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
