@@ -268,6 +268,14 @@ def add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=e.batch, help="windows the TAE encodes at once")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda:LOCAL_RANK if present)")
     p.add_argument("--quiet", action="store_true", help="only the summary, not a line per clip")
+    p.add_argument(
+        "--text-encoder",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a local transformers text encoder (T5, CLIP text) to read the captions too; training uses it",
+    )
+    p.add_argument("--no-words", action="store_true", help="leave out the world's word encoder")
     p.set_defaults(fn=cmd_encode)
 
 
@@ -288,6 +296,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .engine import DEFAULT_MODEL
     from .models.generator import Generator, GeneratorConfig
     from .models.tae import TAE, TAEConfig
+    from .models.text import HFEncoderConfig, TextConditioner
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", rank))
@@ -303,7 +312,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
     model = Path(args.model or DEFAULT_MODEL)
     tae = load_component(model / "tae", TAE, TAEConfig, device)
     # The generator's text encoders only (their projections train): the rest is dropped here.
-    text = load_component(model / "t2v", Generator, GeneratorConfig).text.to(device)
+    text = load_component(model / "t2v", Generator, GeneratorConfig).text
+    if args.text_encoder or args.no_words:
+        # Other encoders than the model's: what training reads (index.json's text_config) follows.
+        extra = tuple(HFEncoderConfig(str(Path(p).resolve())) for p in args.text_encoder)
+        tcfg = dataclasses.replace(
+            text.cfg, words=None if args.no_words else text.cfg.words, extra=text.cfg.extra + extra
+        )
+        own = TextConditioner(tcfg, 1)
+        if tcfg.words is not None:
+            own.encoders[0].load_state_dict(text.encoders[0].state_dict())
+        for i, _ in enumerate(text.cfg.extra):  # the model's own transformers encoders, as they were
+            own.encoders[i + (tcfg.words is not None)] = text.encoders[i + 1]
+        text = own.requires_grad_(False).eval()
+    text = text.to(device)
 
     def log(line: str) -> None:
         if not args.quiet:

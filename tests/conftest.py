@@ -100,3 +100,33 @@ def rewriting_model(tiny_model_dir, tmp_path) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture()
+def local_bert(tmp_path):
+    """A local transformers text encoder (a tiny BERT) in a folder, made offline."""
+    import transformers
+
+    # A tiny randomly initialised BERT with a hand-written WordPiece vocabulary: no download.
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "red",
+        "circle",
+        "moving",
+        "left",
+        "on",
+        "blue",
+        "background",
+    ]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    transformers.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    cfg = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    transformers.BertModel(cfg).save_pretrained(tmp_path)
+    return str(tmp_path)

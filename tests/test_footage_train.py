@@ -173,3 +173,34 @@ def test_two_gloo_ranks_train_like_one(latents, tiny_model_dir, tmp_path, mode):
     # all-reduce, FSDP2's sharded optimiser): within 1e-5 over six steps, the resume included.
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 * a[k] for k in a), [(k, a[k], b[k]) for k in a]
     assert abs(a[1] - b[1]) < 1e-5
+
+
+def test_a_transformers_encoder_added_at_encode_time_reads_the_captions_in_training(
+    tiny_model_dir, local_bert, tmp_path
+):
+    """`encode --text-encoder DIR` adds a local transformers encoder beside the word encoder;
+    training builds its generator from what the latents were encoded with (a new projection for
+    it), and the model it leaves reads prompts with both, the encoder's path kept, not its weights."""
+    from engine.__main__ import main
+
+    rng = np.random.default_rng(1)
+    src = tmp_path / "clips"
+    src.mkdir()
+    for i in range(8):
+        write_video(src / f"c{i}.mp4", _clip(rng, 32, 32, 8), fps=8.0)
+        (src / f"c{i}.txt").write_text("a red circle moving left\n")
+    lat = tmp_path / "lat"
+    args = ["encode", "--data", str(src), "--model", str(tiny_model_dir), "--out", str(lat), "--quiet"]
+    assert main([*args, "--size", "32", "--frames", "8", "--text-encoder", local_bert, "--device", "cpu"]) == 0
+    cfg = _cfg(lat, tiny_model_dir, steps=2, holdout=0, eval_every=2, checkpoint_every=2)
+    target = train_footage(cfg, CPU, tmp_path / "run")
+    saved = read_config(target / "t2v")["config"]["text"]
+    assert len(saved["extra"]) == 1 and not Path(saved["extra"][0]["path"]).is_absolute()
+    with safe_open(str(target / "t2v" / "model.safetensors"), "pt") as f:
+        assert "text.proj.1.0.weight" in f.keys() and not any(k.startswith("text.encoders.1.") for k in f.keys())
+    gen = load_component(target / "t2v", Generator, GeneratorConfig)
+    base = load_component(tiny_model_dir / "t2v", Generator, GeneratorConfig)
+    n = base.encode_prompts(["a red circle"])["context"].shape[1]
+    assert gen.encode_prompts(["a red circle"])["context"].shape[1] == n + 5  # + [CLS] a red circle [SEP]
+    engine = Engine(target, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out", bf16=False)
+    assert engine.generate(T2VRequest(prompt="a red circle", frames=8, size=32, steps=2)).frames.shape == (8, 32, 32, 3)

@@ -14,33 +14,6 @@ from engine.models.text import HFEncoderConfig, TextConfig, WordEncoderConfig  #
 from engine.models.transformer import DiTConfig  # noqa: E402
 
 
-@pytest.fixture()
-def local_bert(tmp_path):
-    # A tiny randomly initialised BERT with a hand-written WordPiece vocabulary: no download.
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        "a",
-        "red",
-        "circle",
-        "moving",
-        "left",
-        "on",
-        "blue",
-        "background",
-    ]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    transformers.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    cfg = transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    transformers.BertModel(cfg).save_pretrained(tmp_path)
-    return str(tmp_path)
-
-
 def test_extra_encoder_tokens_are_projected_and_concatenated(local_bert):
     words = WordEncoderConfig(width=16, depth=1, heads=2, summary_tokens=2)
     dit = DiTConfig(in_channels=4, width=32, depth=1, heads=2, ffn=64, time_dim=32)

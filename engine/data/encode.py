@@ -462,6 +462,9 @@ def _merge(
         "key": key,
         "models": ids,
         "text": encoders,
+        # The text encoders' own config: training builds the generator's text side from it, so a
+        # transformers encoder added at encode time needs no second setting.
+        "text_config": dataclasses.asdict(text.cfg),
         "config": dataclasses.asdict(cfg),
         "world": world,
         "samples": sum(s["samples"] for s in shards),

@@ -32,6 +32,7 @@ from ..data.encode import weights_digest
 from ..data.shards import BucketBatchSampler, LatentShards, collate
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE, TAEConfig
+from ..models.text import TextConfig
 from ..models.transformer import DiTConfig
 from ..sampling import interpolate, sample_times, target_velocity
 from .common import Logger, Runtime, cosine_lr, set_lr, setup
@@ -184,20 +185,40 @@ def flow_loss(model, batch: dict, empty: dict, seed: int, step: int, drop_text: 
     return err.flatten(1).mean(1).sum()  # (,)
 
 
-def build_generator(cfg: FootageTrainConfig) -> Generator:
-    """The generator to train: the model folder's T2V generator, or a new transformer (cfg.dit)
-    beside the folder's text encoders. The encoders stay frozen (their outputs were stored by the
-    encode pass); under LoRA only the adapters train."""
+def build_generator(cfg: FootageTrainConfig, text: TextConfig | None = None) -> Generator:
+    """The generator to train: the model folder's T2V generator, or a new transformer (cfg.dit),
+    with the text encoders the latents were encoded with (`text`, from their index: the folder's
+    own, or others added at encode time, each with a new projection; the word encoder and its
+    projection carried over where both have it). The encoders stay frozen (their outputs were
+    stored by the encode pass); under LoRA only the adapters train."""
     base = load_component(Path(cfg.model) / "t2v", Generator, GeneratorConfig).requires_grad_(True).train()
-    if cfg.dit is None:
+    text = text or base.cfg.text
+    if cfg.dit is None and text == base.cfg.text:
         gen = base
     else:
-        gen = Generator(replace(base.cfg, dit=cfg.dit))
-        gen.text.encoders.load_state_dict(base.text.encoders.state_dict())
+        gen = Generator(GeneratorConfig(dit=cfg.dit or base.cfg.dit, text=text))
+        if cfg.dit is None:
+            gen.dit.load_state_dict(base.dit.state_dict())
+        same = text.words is not None and text.words == base.cfg.text.words
+        if same:
+            gen.text.encoders[0].load_state_dict(base.text.encoders[0].state_dict())
+            if cfg.dit is None:
+                gen.text.proj[0].load_state_dict(base.text.proj[0].state_dict())
+        for i, e in enumerate(text.extra):  # the folder's own transformers encoders' projections
+            j = i + (text.words is not None)
+            if e in base.cfg.text.extra and cfg.dit is None:
+                k = base.cfg.text.extra.index(e) + (base.cfg.text.words is not None)
+                gen.text.proj[j].load_state_dict(base.text.proj[k].state_dict())
     gen.text.encoders.requires_grad_(False)
     if cfg.lora is not None:
         gen = add_lora(gen, cfg.lora)
     return gen
+
+
+def latents_text(data: LatentShards) -> TextConfig | None:
+    """The text encoders the encode pass used (None: an index that does not say: the folder's)."""
+    raw = data.index.get("text_config")
+    return config_from_dict(TextConfig, raw) if raw is not None else None
 
 
 def _tae_weights(folder: Path) -> str:
@@ -217,7 +238,8 @@ def check_data(data: LatentShards, cfg: FootageTrainConfig) -> None:
         )
     gcfg = config_from_dict(GeneratorConfig, read_config(folder / "t2v")["config"])
     dit = gcfg.dit if cfg.dit is None else cfg.dit
-    want = len(gcfg.text.extra) + (gcfg.text.words is not None)
+    text = latents_text(data) or gcfg.text
+    want = len(text.extra) + (text.words is not None)
     if len(data.index["text"]) != want:
         raise ValueError(
             f"{cfg.latents} holds {len(data.index['text'])} caption encodings, {folder}'s generator reads {want}: "
@@ -271,7 +293,7 @@ def _swap(params: list[torch.nn.Parameter], ema: dict[str, torch.Tensor]) -> Non
             e.copy_(tmp)
 
 
-def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: Path) -> Path:
+def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: Path, text: TextConfig | None) -> Path:
     """What the run made, for the Engine: out/model (the folder's TAE and the trained T2V
     generator, bf16), or for LoRA out/loras/NAME (the adapter alone: `Engine(model, loras=
     [out/"loras"])`, or copy it into the model folder's loras/). All ranks gather the weights;
@@ -283,7 +305,7 @@ def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: 
         _swap(params, ema)
     target = out / "loras" / (cfg.name or out.resolve().name) if cfg.lora is not None else out / "model"
     if rt.main:
-        gen = build_generator(cfg)
+        gen = build_generator(cfg, text)
         FlowModel(gen).load_state_dict(state)
         meta = {"footage_steps": cfg.steps, "latents": str(cfg.latents), "grown_from": str(cfg.model)}
         if cfg.lora is not None:
@@ -310,7 +332,8 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
     held = np.random.default_rng(cfg.seed).permutation(len(data))
     holdout, train = sorted(held[: cfg.holdout].tolist()), sorted(held[cfg.holdout :].tolist())
 
-    gen = build_generator(cfg).to(rt.device)
+    text = latents_text(data)
+    gen = build_generator(cfg, text).to(rt.device)
     net = FlowModel(gen)
     model = parallelize(net, gen.dit.blocks, rt, cfg.parallel, frozen_parts=tuple(gen.text.encoders))
     named = [(plain_name(k), p) for k, p in model.named_parameters() if p.requires_grad]
@@ -359,7 +382,7 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
         log.log(step, loss=total)
         row = {"step": step + 1, "loss": float(total), "seconds": time.perf_counter() - t0}
         _record(out, rt, row | {"peak_mb": peak_memory_mb(rt.device)})
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        if holdout and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             held_loss = heldout_loss(model, data, holdout, empty, cfg, rt)
             _record(out, rt, {"step": step + 1, "heldout": held_loss})
             if rt.main:
@@ -368,7 +391,7 @@ def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
             save_sharded(ckpts / f"step-{step + 1}", model, opt, ema, {"step": step + 1})
     if end < cfg.steps:
         return ckpts / f"step-{end}"
-    return export(cfg, model, params, ema, rt, out)
+    return export(cfg, model, params, ema, rt, out, text)
 
 
 def run_footage(cfg: FootageTrainConfig, out: Path, device: str | None = None, threads: int | None = None) -> Path:
