@@ -333,6 +333,8 @@ class Engine:
                 self.cache.put(job.key, entry)
         if not isinstance(frames, np.ndarray):  # decoded as it is written: Stop still reaches it
             frames = until_cancelled(frames, cancel)
+        if cancel.cancelled:  # stopped after the last step or during a cache hit: nothing is written
+            raise Cancelled
         meta = {"request": req.to_dict()} | job.meta
         meta |= {
             "model": self.models.ids[job.model],

@@ -76,6 +76,19 @@ def test_cancel_stops_within_a_step(engine, tmp_path):
     assert isinstance(list(engine.run(req()))[-1], Result)  # the next job works
 
 
+def test_a_stopped_job_saves_nothing_even_from_the_cache(engine, tmp_path):
+    """A repeat of a cached request, stopped before its result is written, leaves no result: the
+    token is checked before every write, the cache-hit path included."""
+    engine.generate(req(seed=5))  # now in the cache
+    before = set((tmp_path / "out").glob("*"))
+    token = CancelToken()
+    token.cancel()
+    events = list(engine.run(req(seed=5), cancel=token))
+    assert isinstance(events[-1], Error) and events[-1].cancelled and "nothing was saved" in events[-1].message
+    assert set((tmp_path / "out").glob("*")) == before
+    assert engine.generate(req(seed=5)).cached  # and the next one is served from it
+
+
 @pytest.mark.parametrize(
     "bad,message",
     [
