@@ -55,15 +55,18 @@ def test_same_seed_same_weights(tmp_path):
 
 @pytest.mark.slow
 def test_recipe_runs_under_torchrun_on_two_ranks(tmp_path):
-    """The same command under torchrun (two CPU ranks, Gloo), as on several GPUs. The recipe fails
-    if the ranks end a stage holding different weights or latent statistics, and the refine stage
-    must read the generator rank 0 saved only after it is written."""
+    """The same command under torchrun (two CPU ranks, Gloo), as on several GPUs: the generator
+    stages through torch's DDP, the TAE's by averaging after backward. The recipe fails if the ranks
+    end a stage holding different weights or latent statistics (so a gradient DDP did not reduce
+    fails it), and each later stage must read what rank 0 saved only after it is written."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    cmd += ["-m", "engine", "train", "--preset", "tiny", "--device", "cpu", "--stages", "tae,t2v,refine"]
+    stages = "tae,t2v,refine,edit,updecoder,upscale,pt2v,animate"
+    cmd += ["-m", "engine", "train", "--preset", "tiny", "--device", "cpu", "--stages", stages]
     r = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "[recipe] refine ready" in r.stdout and r.stdout.count("[recipe] done") == 1  # rank 0 logs alone
+    assert "[recipe] animation model ready" in r.stdout
     assert json.loads((out / "t2v" / "config.json").read_text())["refined"]
     engine = Engine(out, device="cpu", cache_dir=None, outputs_dir=tmp_path / "o")
     res = engine.generate(T2VRequest(prompt="a red circle moving left on a blue background", steps=2, frames=8))
@@ -119,11 +122,11 @@ def test_a_killed_t2v_stage_goes_on_from_its_last_state_to_the_unbroken_runs_wei
 
     real, updates = common.optimizer_step, []
 
-    def killed_in_the_4th_step(*args):
+    def killed_in_the_4th_step(*args, **kwargs):
         updates.append(1)
         if len(updates) == 4:
             raise _Killed
-        real(*args)
+        real(*args, **kwargs)
 
     monkeypatch.setattr(common, "optimizer_step", killed_in_the_4th_step)
     with pytest.raises(_Killed):

@@ -223,8 +223,8 @@ def train_animate(
         steps_key="animate_steps",
         planned=tcfg.planned,
     )
-    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
-    model = tr.model
+    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult), ddp=True)
+    model, net = tr.model, tr.forward  # net: through DDP under torchrun
     tae = tae.to(rt.device).eval()
     fields = {k: v for k, v in asdict(tcfg).items() if k in ("clips", "slow_clips", "frames", "size", "seed")}
     t0 = time.perf_counter()
@@ -238,7 +238,7 @@ def train_animate(
 
     def batch(step: int, rng: np.random.Generator) -> StepBatch:
         x1, given, texts = make_batch(tcfg, data, rng, stride, rt.device)
-        return "vid", x1, lambda xt, t: model(xt, t, **given, **model.encode_prompts(texts))
+        return "vid", x1, lambda xt, t: net(xt, t, **given, **model.encode_prompts(texts))
 
     return train_flow(tr, gcfg, batch)
 

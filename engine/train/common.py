@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_path, write_atomic
 from ..precision import bf16_is_fast
@@ -140,11 +141,15 @@ class Logger:
             self.sums = {}
 
 
-def optimizer_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, rt: Runtime) -> None:
-    """Backward, gradients averaged over ranks and clipped to norm 1, one optimiser step."""
+def optimizer_step(
+    opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, rt: Runtime, synced: bool = False
+) -> None:
+    """Backward, gradients averaged over ranks (by DDP during backward where `synced`) and clipped
+    to norm 1, one optimiser step."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    rt.average_gradients(params)
+    if not synced:
+        rt.average_gradients(params)
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
 
@@ -277,6 +282,13 @@ class Trainer(Generic[M]):
     start: int  # the step to go on from: 0, or the saved state's
     gen: torch.Generator  # torch's share of every step's randomness (see begin_step)
     log: Logger
+    # What a stage's forward goes through: under torchrun, torch's DistributedDataParallel around
+    # the model (gradients all-reduced in buckets as backward runs); else the model itself.
+    net: torch.nn.Module | None = None
+
+    @property
+    def forward(self) -> torch.nn.Module:
+        return self.net if self.net is not None else self.model
 
     def begin_step(self, step: int) -> np.random.Generator:
         """Begin `step`: its learning rate set, and its randomness (the returned NumPy generator and
@@ -286,7 +298,7 @@ class Trainer(Generic[M]):
 
     def update(self, step: int, loss: torch.Tensor) -> None:
         """The optimiser step on `loss`, then the EMA (if the stage keeps one)."""
-        optimizer_step(self.opt, self.params, loss, self.rt)
+        optimizer_step(self.opt, self.params, loss, self.rt, synced=self.net is not None)
         if self.loop.ema:
             update_ema(self.ema, self.model, step, self.loop.ema)
 
@@ -306,12 +318,15 @@ def begin(
     run: Path,
     build: Callable[[], M],
     groups: Callable[[M], list[dict]] | None = None,
+    ddp: bool = False,
 ) -> Trainer[M]:
     """What every resumable stage does first. `build()` makes the model under the stage's seed (so
     every rank starts from the same weights), with what stays frozen already frozen; it goes to the
     device with an EMA copy and AdamW over `groups(model)` (each {"params", "lr_mult"?}; default:
     every trainable parameter at the base rate), and the state a killed run left in
-    run/<resume_dir> is loaded over them."""
+    run/<resume_dir> is loaded over them. ddp: the stage calls `Trainer.forward` for its forward
+    (the generator stages), so under torchrun DDP reduces the gradients; the others' are averaged
+    after backward (Runtime.average_gradients)."""
     seed_all(loop.seed)
     model = build().to(rt.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -324,7 +339,15 @@ def begin(
     )
     start = resume(run / loop.resume_dir, model, ema, opt, rt, loop.name)
     log = Logger(rt, loop.name, loop.steps, every=25)
-    return Trainer(loop, rt, run, model, ema, params, opt, start, torch.Generator(), log)
+    net = None
+    if ddp and rt.world > 1:
+        # Stages compute parts of the conditioning (prompt tokens, a reference) with the model's
+        # own methods before its forward; DDP's hooks are on every parameter, so those gradients
+        # are reduced too. find_unused_parameters: a batch may leave a part unused (no source in
+        # a plain T2V sample, no image batch's parts in a video step).
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return Trainer(loop, rt, run, model, ema, params, opt, start, torch.Generator(), log, net)
 
 
 def cached(

@@ -192,8 +192,8 @@ def train_edit(
         steps_key="edit_steps",
         planned=tcfg.planned,
     )
-    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
-    model = tr.model
+    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult), ddp=True)
+    model, net = tr.model, tr.forward  # net: through DDP under torchrun
     tae = tae.to(rt.device).eval()
     # What the pairs are drawn from, and the frames and size they are rendered at.
     fields = {k: v for k, v in dataclasses.asdict(tcfg).items() if "source" in k or "edits" in k or k in ("seed",)}
@@ -217,7 +217,7 @@ def train_edit(
         return (
             "img" if image else "vid",
             x1,
-            lambda xt, t: model(xt, t, task=tasks, **source, **model.encode_prompts(texts)),
+            lambda xt, t: net(xt, t, task=tasks, **source, **model.encode_prompts(texts)),
         )
 
     return train_flow(tr, gcfg, batch)

@@ -225,8 +225,8 @@ def train_personalize(
         steps_key="pt2v_steps",
         planned=tcfg.planned,
     )
-    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult))
-    model = tr.model
+    tr = begin(loop, rt, run, build, lambda m: grown_groups(m, NEW_PARTS, tcfg.new_lr_mult), ddp=True)
+    model, net = tr.model, tr.forward  # net: through DDP under torchrun
     tae = tae.to(rt.device).eval()
     key = data_key([tcfg.videos, tcfg.images, tcfg.frames, tcfg.size, tcfg.seed, REFERENCE_R], tae)
     t0 = time.perf_counter()
@@ -246,8 +246,8 @@ def train_personalize(
         def velocity(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             ctx = model.encode_prompts(texts)
             if tcfg.condition == "sequence":
-                return model(xt, t, reference=ref, reference_keep=keep, **ctx)
-            return model(xt, t, **model.with_reference(ctx, ref, keep))
+                return net(xt, t, reference=ref, reference_keep=keep, **ctx)
+            return net(xt, t, **model.with_reference(ctx, ref, keep))
 
         return "img" if image else "vid", x1, velocity
 

@@ -73,8 +73,8 @@ def train_t2v(
     loop = LoopConfig(
         name, total, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, steps_key=f"{name}_steps"
     )
-    tr = begin(loop, rt, run, build)
-    model = tr.model
+    tr = begin(loop, rt, run, build, ddp=True)
+    model, net = tr.model, tr.forward  # net: through DDP under torchrun
 
     # The scenes come from one stream per rank, drawn in full before training (so the data is the
     # same whether a run is resumed or not); every step's own draws come from (seed, step, rank).
@@ -111,6 +111,6 @@ def train_t2v(
         idx = rng.integers(len(data), size=n)
         x1 = data[torch.from_numpy(idx).to(data.device)].float()
         prompts = ["" if rng.random() < tcfg.drop_text else free_caption(rng, scenes[i], image=image).text for i in idx]
-        return "img" if image else "vid", x1, lambda xt, t: model(xt, t, **model.encode_prompts(prompts))
+        return "img" if image else "vid", x1, lambda xt, t: net(xt, t, **model.encode_prompts(prompts))
 
     return train_flow(tr, gcfg, batch)

@@ -205,12 +205,12 @@ def train_upsampler(
     loop = LoopConfig(
         "upscale", tcfg.steps, tcfg.lr, tcfg.warmup, tcfg.ema, tcfg.seed, tcfg.checkpoint_every, "upscale-resume"
     )
-    tr = begin(loop, rt, run, lambda: Generator(gcfg).train())
-    model = tr.model
+    tr = begin(loop, rt, run, lambda: Generator(gcfg).train(), ddp=True)
+    model, net = tr.model, tr.forward  # net: through DDP under torchrun
 
     def batch(step: int, rng: np.random.Generator) -> StepBatch:
         idx = torch.from_numpy(rng.integers(len(data), size=tcfg.batch))
         x1, cond = data.z[idx].to(rt.device).float(), data.c[idx].to(rt.device).float()
-        return "loss", x1, lambda xt, t: model(xt, t, cond=cond, **model.encode_prompts([""] * tcfg.batch))
+        return "loss", x1, lambda xt, t: net(xt, t, cond=cond, **model.encode_prompts([""] * tcfg.batch))
 
     return train_flow(tr, gcfg, batch)
