@@ -25,14 +25,14 @@ import hashlib
 import math
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from .video_io import VideoInputError
+from .video_io import VideoInputError, to_rgb
 from .world.characters import REFERENCE_R
 from .world.palette import COLOR_NAMES, PALETTE, nearest_color_index
 from .world.render import shape_mask
@@ -65,6 +65,9 @@ class PreparedReference:
     box: tuple[int, int, int, int]  # the character's bounding box in the upload's pixels (x0, y0, x1, y1), exclusive
     digest: str  # sha256 hex of the uploaded file's bytes (or of the array's bytes)
     summary: str  # for the UI: "640x480 JPEG: character 210x190 px on a plain green background -> ..."
+    # The upload as read: upright, RGB (transparency over the background found), long side at most
+    # max_side; what the studio shows of the upload (a browser need not read the file itself).
+    picture: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +80,13 @@ def _file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _why(e: Exception, path: Path) -> str:
+    """Why Pillow gave up, in one line for the user: never the server's path to the upload."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return e.strerror  # "Permission denied", without the errno and the path
+    return " ".join(str(e).replace(str(path), path.name).split()) or type(e).__name__
 
 
 def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tuple[int, int], str, str]:
@@ -100,6 +110,10 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
     not_image = (
         f"{name} is not an image (its contents are not {ACCEPTED} or another picture format). Accepted: {ACCEPTED}."
     )
+    too_big = (
+        f"{name} has too many pixels to be read safely (over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+        f"megapixels); the limit is {MAX_DECODE_PIXELS / 1e6:.0f} megapixels. Accepted: {ACCEPTED}."
+    )
     with warnings.catch_warnings():
         # Pillow warns about very large images; MAX_DECODE_PIXELS below is the limit here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -108,11 +122,11 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
                 img.verify()  # structure and checksums, without decoding the pixels
         except UnidentifiedImageError:
             raise ReferenceImageError(not_image) from None
-        except Image.DecompressionBombError as e:
-            raise ReferenceImageError(f"{name} has too many pixels to be read safely ({e}).") from None
+        except Image.DecompressionBombError:
+            raise ReferenceImageError(too_big) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
             raise ReferenceImageError(
-                f"{name} is damaged or cut short and cannot be decoded ({e}). Accepted: {ACCEPTED}."
+                f"{name} is damaged or cut short and cannot be decoded ({_why(e, path)}). Accepted: {ACCEPTED}."
             ) from None
         digest = _file_digest(path)
         try:
@@ -132,18 +146,17 @@ def _decode(path: Path, max_side: int, max_bytes: int) -> tuple[Image.Image, tup
                     )
                 orientation = img.getexif().get(0x0112, 1)
                 shown = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
-                has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
                 img.load()
-                out = img.convert("RGBA" if has_alpha else "RGB")
+                out = to_rgb(img, background=None)  # RGBA when it has transparency: _flatten_alpha picks the fill
                 if orientation != 1:
                     out.getexif()[0x0112] = orientation
         except ReferenceImageError:
             raise
-        except Image.DecompressionBombError as e:
-            raise ReferenceImageError(f"{name} has too many pixels to be read safely ({e}).") from None
+        except Image.DecompressionBombError:
+            raise ReferenceImageError(too_big) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
             raise ReferenceImageError(
-                f"{name} is damaged or cut short and cannot be decoded ({e}). Accepted: {ACCEPTED}."
+                f"{name} is damaged or cut short and cannot be decoded ({_why(e, path)}). Accepted: {ACCEPTED}."
             ) from None
     if max(out.size) > max_side:
         out.thumbnail((max_side, max_side), Image.Resampling.BOX)  # premultiplied for RGBA
@@ -494,7 +507,7 @@ def _prepare(
         f"{upload_size[0]}x{upload_size[1]} {what}: character {box[2] - box[0]}x{box[3] - box[1]} px on {where} "
         f"-> centred, r = {REFERENCE_R:g}, {size}x{size}"
     )
-    return PreparedReference(image, found.background, box, digest, summary)
+    return PreparedReference(image, found.background, box, digest, summary, rgb)
 
 
 def prepare_reference(

@@ -50,6 +50,53 @@ AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 
+WHITE = (255, 255, 255)
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_LUT16 = np.rint(np.arange(65536) / 257).astype(np.uint8)  # 16-bit grey -> 8-bit: v / 257, rounded
+
+
+def _grey8(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey picture (I;16*, I, F) as 8-bit L, scaled by its range.
+
+    Pillow's own convert("L") clips these (a 16-bit value of 40000 becomes 255, white) and its
+    I;16N -> I is wrong, so the values are scaled here, as read by numpy, by a table lookup."""
+    a = np.asarray(image)
+    if image.mode == "F":  # 0.0 is black, 1.0 white
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(a) * 255.0), 0, 255).astype(np.uint8))
+    if image.mode != "I":  # I;16, I;16L, I;16B, I;16N
+        return Image.fromarray(_LUT16[a])
+    hi = int(a.max(initial=0))
+    if hi <= 255:  # 8-bit values in a 32-bit picture
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    if hi <= 65535:  # 16-bit values (a 16-bit TIFF or PGM Pillow reads as I)
+        return Image.fromarray(_LUT16[np.clip(a, 0, 65535)])
+    return Image.fromarray(np.rint(np.clip(a, 0, None) * (255.0 / hi)).astype(np.uint8))  # 32-bit: 0..max
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] | None = WHITE) -> Image.Image:
+    """Any picture Pillow reads as 8-bit RGB: the one conversion every image path uses (the Edit,
+    Upscale and Animate uploads, the Personalize reference, the command line).
+
+    16-bit grey (I;16, I;16L, I;16B, I;16N) is scaled by its range (v / 257). 32-bit integer grey
+    (I) is taken as 16-bit when a value exceeds 255 (how Pillow reads some 16-bit TIFFs and PGMs),
+    as it is when every value is within 0..255, and stretched from 0..max when a value exceeds
+    65535 (true 32-bit data has no fixed white); negative values are black. Float grey (F) maps
+    0.0..1.0 to 0..255, clipped. A transparency key on these grey modes is ignored. Every other
+    mode (1, L, P, CMYK, YCbCr, LAB, HSV, RGBX...) is Pillow's convert. Transparency (an alpha
+    channel, a palette's or a colour key's) is composited over `background`; with None the result
+    is RGBA instead (the reference picks its own fill), RGB when the picture has no transparency.
+    Raises ValueError for a mode Pillow cannot convert."""
+    mode = image.mode
+    if mode == "F" or mode.startswith("I"):
+        return _grey8(image).convert("RGB")
+    if mode not in _ALPHA_MODES and "transparency" not in image.info:
+        return image.convert("RGB")
+    rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")  # Pillow has no La -> RGBA
+    if background is None:
+        return rgba
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
+
+
 @dataclass(frozen=True)
 class NormalizedClip:
     frames: np.ndarray  # (T, H, W, 3) uint8 at `fps` (size x size from normalize_video)
@@ -92,7 +139,9 @@ def _reason(e: Exception, path: Path) -> str:
     server's path to the upload (Pillow's with the file's name only)."""
     if isinstance(e, av.error.FFmpegError) and e.strerror:
         return e.strerror
-    return str(e).replace(str(path), path.name)
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return e.strerror  # "Permission denied", without the errno and the path
+    return " ".join(str(e).replace(str(path), path.name).split())
 
 
 def _check_file(path: Path, limits: VideoLimits) -> int:
@@ -443,8 +492,9 @@ class _Frames:
 
 
 def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]:
-    """An RGB still image turned upright by its EXIF orientation, that rotation (counter-clockwise
-    degrees), and its format; the side limit is checked before the pixels are decoded."""
+    """An RGB still image (through to_rgb: transparency over white) turned upright by its EXIF
+    orientation, that rotation (counter-clockwise degrees), and its format; the side limit is
+    checked before the pixels are decoded."""
     try:
         with Image.open(path) as img:
             if max(img.size) > limits.max_side:
@@ -453,10 +503,15 @@ def _open_image(path: Path, limits: VideoLimits) -> tuple[Image.Image, int, str]
                 )
             turn = {3: 180, 6: 270, 8: 90}.get(img.getexif().get(0x0112, 1), 0)
             fmt = (img.format or "image").lower()
-            return ImageOps.exif_transpose(img).convert("RGB"), turn, fmt
+            return to_rgb(ImageOps.exif_transpose(img)), turn, fmt
     except VideoInputError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # Pillow refuses it from the header, before the side check
+        raise VideoInputError(
+            f"{path.name} has too many pixels to be read safely (over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+            f"megapixels); the limit is {limits.max_side} px a side."
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise VideoInputError(f"{path.name} could not be decoded ({_reason(e, path)}). Accepted: {ACCEPTED}.") from None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from engine.requests import RequestError
-from engine.video_io import VideoInputError, content_digest
+from engine.video_io import VideoInputError, content_digest, write_png
 
 from .characters import CharacterNameError, CharacterStore
 from .events import VIDEO_TYPES, shown_files_error
@@ -37,7 +37,8 @@ class References(FrameTaking):
 
     # -- the reference --------------------------------------------------------------------------
     def load(self, reference) -> dict:
-        """A reference as the model will see it: {"view" (a PNG of it), "summary", "digest"};
+        """A reference as the model will see it: {"view" (a PNG of it), "picture" (a PNG of the
+        upload as it was read: the page shows this, never the file itself), "summary", "digest"};
         {"error"} with the reason when it cannot be used; {} for none."""
         if not reference:
             return {}
@@ -45,11 +46,19 @@ class References(FrameTaking):
             ref = self.engine.inspect("personalize", str(reference))
         except (VideoInputError, RequestError) as e:  # engine.reference_image.ReferenceImageError is one
             return {"error": str(e)}
+        picture = ref.info["picture"]
         try:
             view = shown_once(self.workdir / f"reference-{ref.digest[:16]}.png", ref.write)
+            shown = shown_once(self.workdir / f"upload-{ref.digest[:16]}.png", lambda p: write_png(p, picture))
         except OSError as e:
             return shown_files_error(e, Path(reference).name)
-        return {"view": str(view), "summary": ref.summary, "digest": ref.digest, "image": ref.frames[0]}
+        return {
+            "view": str(view),
+            "picture": str(shown),
+            "summary": ref.summary,
+            "digest": ref.digest,
+            "image": ref.frames[0],
+        }
 
     @staticmethod
     def reference_name(reference, named: dict | None) -> str:
@@ -110,7 +119,7 @@ class References(FrameTaking):
 
 @dataclass
 class ReferencePanel:
-    reference: gr.Image
+    reference: gr.File  # the upload, a path: the engine reads it (Gradio's Image would decode it first)
     named: gr.State  # {"sha256", "name"}: the saved character the reference is, when it is one
     pick: gr.Dropdown  # the saved characters (the studio refreshes the list on page load)
     clip: gr.File  # a clip to take a frame from ("Send to Personalize" puts results here)
@@ -122,14 +131,18 @@ def build_reference_panel(h: References, spaces: Spaces, has: bool) -> Reference
     personalization model. Saved characters are the signed-in user's own (see Spaces)."""
     characters_of = lambda request: spaces.of(request).characters  # noqa: E731
     with gr.Row():
-        reference = gr.Image(
-            label="Reference: your character alone",
-            type="filepath",
-            image_mode=None,  # the file as uploaded: the engine reads it (alpha, EXIF) itself
-            sources=["upload", "clipboard"],
-            height=220,
-            elem_id="pt-reference",
-        )
+        with gr.Column():
+            # A file, not gr.Image: Gradio's Image opens the upload with Pillow before any handler
+            # runs, so a bad one got Gradio's own error (naming the server's path) instead of the
+            # engine's message. The engine reads it; the page shows the picture as it was read.
+            reference = gr.File(
+                label="Reference: your character alone (an image)",
+                file_types=["image"],
+                type="filepath",
+                height=90,
+                elem_id="pt-reference",
+            )
+            picture = gr.Image(label="Your picture", interactive=False, height=120, format="png", elem_id="pt-picture")
         prepared = gr.Image(
             label="What the model sees (64x64)",
             interactive=False,
@@ -262,9 +275,11 @@ def build_reference_panel(h: References, spaces: Spaces, has: bool) -> Reference
                 "Ready." if "view" in got else ("Choose another reference." if got else "Choose a reference to begin.")
             )
             shown = gr.Dropdown(value=name if name in characters_of(request).names() else None)
-            return kept, gr.Image(value=got.get("view")), line, shown, ready if has else gr.skip()
+            views = gr.Image(value=got.get("picture")), gr.Image(value=got.get("view"))
+            return kept, *views, line, shown, ready if has else gr.skip()
 
-        reference.change(on_reference, [reference, named], [loaded, prepared, reference_info, pick, status])
+        outputs = [loaded, picture, prepared, reference_info, pick, status]
+        reference.change(on_reference, [reference, named], outputs)
 
     return ReferencePanel(reference, named, pick, clip, connect)
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..cache import cache_key
 from ..denoise import EncodePrompt, Prepared
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 # Taking a reference from a clip: at most this many frames to pick from, this many pixels a side.
 TAKE_MAX_FRAMES, TAKE_MAX_SIDE = 256, 256
+SHOWN_MAX_SIDE = 512  # the upload as read, as the studio shows it
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,12 @@ def load_reference(engine: Engine, path: str | Path) -> PreparedReference:
 
 
 def inspect_reference(engine: Engine, path: str | Path) -> Inspection:
+    """The reference as the model will see it; info["picture"] is the upload as it was read
+    (upright, RGB, long side at most SHOWN_MAX_SIDE), for the studio to show."""
     ref = load_reference(engine, path)
-    return Inspection(ref.image[None], 0.0, ref.summary, ref.digest)
+    shown = Image.fromarray(ref.picture)
+    shown.thumbnail((SHOWN_MAX_SIDE, SHOWN_MAX_SIDE), Image.Resampling.BOX)
+    return Inspection(ref.image[None], 0.0, ref.summary, ref.digest, {"picture": np.asarray(shown)})
 
 
 def take_frames(engine: Engine, path: str | Path) -> Inspection:
