@@ -296,7 +296,7 @@ def _swap(params: list[torch.nn.Parameter], ema: dict[str, torch.Tensor]) -> Non
 def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: Path, text: TextConfig | None) -> Path:
     """What the run made, for the Engine: out/model (the folder's TAE and the trained T2V
     generator, bf16), or for LoRA out/loras/NAME (the adapter alone: `Engine(model, loras=
-    [out/"loras"])`, or copy it into the model folder's loras/). All ranks gather the weights;
+    out / "loras")`, or copy it into the model folder's loras/). All ranks gather the weights;
     rank 0 writes."""
     if ema:
         _swap(params, ema)
@@ -312,7 +312,7 @@ def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: 
             save_lora(gen, target, cfg.lora, meta)
         else:
             shutil.copytree(Path(cfg.model) / "tae", target / "tae", dirs_exist_ok=True)
-            # Encoder paths relative to the new model folder: the model and its encoders move together.
+            # Encoder paths rewritten relative to the new model folder (the encoders are not copied).
             extra = tuple(replace(e, path=os.path.relpath(e.path, target)) for e in gen.cfg.text.extra)
             gcfg = replace(gen.cfg, text=replace(gen.cfg.text, extra=extra))
             save_component(target / "t2v", "generator", gcfg, gen, meta, torch.bfloat16)
@@ -322,8 +322,9 @@ def export(cfg: FootageTrainConfig, model, params, ema: dict, rt: Runtime, out: 
 
 def train_footage(cfg: FootageTrainConfig, rt: Runtime, out: Path) -> Path:
     """Train from cfg.latents into `out`: out/checkpoints/step-N (sharded, resumable on any rank
-    count), out/log.jsonl (train and held-out losses), and at the end out/model (the T2V
-    generator, or out/lora for adapters). Returns what it wrote for the Engine to load."""
+    count), out/log.jsonl (train and held-out losses, seconds, peak memory), and at the end
+    out/model (the TAE and the T2V generator) or out/loras/NAME (a LoRA). Returns what it wrote
+    for the Engine to load (a checkpoint folder when it stopped early at cfg.stop_at)."""
     check_config(cfg)
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
