@@ -61,7 +61,7 @@ def test_recipe_runs_under_torchrun_on_two_ranks(tmp_path):
     fails it), and each later stage must read what rank 0 saved only after it is written."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    stages = "tae,t2v,refine,edit,updecoder,upscale,pt2v,animate"
+    stages = "tae,t2v,refine,edit,animate"  # the grown models too (parts unused in some batches)
     cmd += ["-m", "engine", "train", "--preset", "tiny", "--device", "cpu", "--stages", stages]
     r = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
