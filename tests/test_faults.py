@@ -511,6 +511,9 @@ def test_a_clip_too_long_to_upscale_is_refused_from_its_header_with_what_fits(en
     # A header that says nothing about length passes the first check; decoded, it is refused.
     unsized = headerless_mkv(tmp_path / "upload" / "unsized.mkv", solid(8, 32, 32, (200, 30, 30)))
     assert "unsized.mkv is too long to upscale" in _upscale_job(h, str(unsized), 4)[-1]["error"]
+    # ... and the tab says so when it loads it, not "Ready." for a clip the job then refuses.
+    loaded = h.load(str(unsized))
+    assert set(loaded) == {"error"} and "unsized.mkv is too long to upscale" in loaded["error"]
     assert History(engine.outputs_dir).entries() == [] and _parts(tmp_path) == []
     # An image always fits (one frame), and a clip within the budget is upscaled.
     assert "view" in h.load(str(_good_png(tmp_path / "upload" / "still.png")))

@@ -102,15 +102,16 @@ def read_input(engine: Engine, path: str | Path) -> NormalizedClip:
     check_size(engine, path)
     clip = fit_clip(path, engine.upscale_max_side, None, engine.limits)
     frames, h, w = clip.frames.shape[:3]
-    _check_output(engine, Path(path).name, frames, w, h, clip.fps)  # headers can lie
+    if frames > 1:  # headers can lie; a picture (one frame of at most upscale_max_side) always fits
+        _check_output(engine, Path(path).name, frames, w, h, clip.fps)
     return clip
 
 
 def inspect_input(engine: Engine, path: str | Path) -> Inspection:
-    """The input as the upsampler takes it. Too long a clip is refused from its header; one whose
-    header hides its length is refused by the job, once decoded."""
-    check_size(engine, path)
-    clip = fit_clip(path, engine.upscale_max_side, None, engine.limits)
+    """The input as the upsampler takes it, with the job's own checks: too long a clip is refused
+    from its header, or once decoded where its header hides its length, so the tab never says
+    "Ready." for a clip the job would refuse."""
+    clip = read_input(engine, path)
     return Inspection(clip.frames, clip.fps, clip.summary, clip.digest, clip.info)
 
 
