@@ -204,9 +204,14 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
         cmp.go.click(compare_picked, cmp.pick, board)
 
         def compare_previous(last_path, prev_path, request: gr.Request = None):
-            if not (last_path and prev_path):
-                raise gr.Error("Make two results first; then they can be compared.")
-            return compare(history_of(request), [Path(prev_path).stem, Path(last_path).stem])
+            hist_ = history_of(request)
+            ids = [Path(prev_path).stem, Path(last_path).stem] if last_path and prev_path else []
+            if not ids:  # after a reload the page has forgotten its results: History has not
+                newest = [e.id for e in hist_.entries()[:2]]
+                if len(newest) < 2:
+                    raise gr.Error("Make two results first; then they can be compared.")
+                ids = newest[::-1]
+            return compare(hist_, ids)
 
         t2v.compare_prev.click(compare_previous, [t2v.last, t2v.previous], board)
     return demo

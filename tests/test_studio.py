@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.engine import Engine
-from engine.tasks import EditRequest, SDEditRequest, UpscaleRequest
+from engine.tasks import EditRequest, SDEditRequest, T2VRequest, UpscaleRequest
 from engine.video_io import read_image, read_video, write_png, write_video
 from engine.world.characters import Character
 from engine.world.palette import COLORS
@@ -849,3 +849,17 @@ def test_t2v_frame_shape_controls_follow_the_model(engine, tmp_path):
     assert (settings_values(old)["width"], settings_values(old)["height"]) == (128, 128)
     too_wide = run(T2VHandlers(engine, {}), width=1024)[-1]
     assert too_wide["error"].startswith("width must be a multiple of 16 between 16 and 512, got 1024")
+
+
+def test_compare_with_previous_after_a_reload_takes_the_last_two_from_history(tmp_path, tiny_model_dir):
+    """After a reload the page no longer holds its last two results, but History does: "Compare
+    with previous" compares those, and says what to do only when there are fewer than two."""
+    eng = Engine(tiny_model_dir, device="cpu", cache_dir=None, outputs_dir=tmp_path / "out")
+    demo = build_ui(eng)
+    (compare_previous,) = fn_named(demo, "compare_previous")
+    with pytest.raises(gr.Error, match="Make two results first"):
+        compare_previous.fn(None, None)
+    first = eng.generate(T2VRequest(prompt="a red circle moving left", frames=1, steps=1, seed=1))
+    second = eng.generate(T2VRequest(prompt="a red circle moving left", frames=1, steps=1, seed=2))
+    _, ids, board = compare_previous.fn(None, None)  # what a reloaded page sends
+    assert ids == [first.path.stem, second.path.stem] and board.count("<img") == 2
