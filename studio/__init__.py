@@ -19,7 +19,7 @@ from .animate_tab import TARGETS, build_animate_tab
 from .compare import player_html, upscale_cells
 from .compare_tab import build_compare_tab, compare
 from .edit_tab import build_edit_tab
-from .events import session_key
+from .events import session_key, user_error
 from .history import ANIMATIONS, EDITS
 from .history_tab import build_history_tab, choices, gallery_items
 from .personalize_tab import build_personalize_tab
@@ -131,7 +131,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
         # playing beside its bicubic enlargement.
         def to_upscale(path):
             if not path:
-                raise gr.Error("Nothing to upscale yet: make a result first.")
+                raise user_error("Nothing to upscale yet: make a result first.")
             return gr.Tabs(selected="upscale"), path, 4
 
         upscales = [
@@ -166,7 +166,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             an animation's picture(s) or clip and settings, beside the result, in its part of Animate."""
             e = history_of(request).get(entry_id) if entry_id else None
             if e is None:
-                raise gr.Error("That result is gone; refresh the history.")
+                raise user_error("That result is gone; refresh the history.")
             if e.task in EDITS:  # an SDEdit too: the Edit tab in describe mode
                 source = ed.handlers.source_for(e.meta)
                 if source is None:
@@ -209,7 +209,7 @@ def build_ui(engine, outputs_dir: str | Path | None = None, per_user: bool = Fal
             if not ids:  # after a reload the page has forgotten its results: History has not
                 newest = [e.id for e in hist_.entries()[:2]]
                 if len(newest) < 2:
-                    raise gr.Error("Make two results first; then they can be compared.")
+                    raise user_error("Make two results first; then they can be compared.")
                 ids = newest[::-1]
             return compare(hist_, ids)
 

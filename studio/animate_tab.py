@@ -32,7 +32,7 @@ from engine.tasks.interpolate import FACTORS, window_starts
 from engine.video_io import VideoInputError
 
 from .compare import CSS, JS, Cell, player_html
-from .events import VIDEO_TYPES, live_preview, shown_files_error
+from .events import VIDEO_TYPES, live_preview, shown_files_error, user_error
 from .frames import FrameTaking
 from .handler import Handler, control_values, fill_board, preview_strip, request_from, shown_once
 from .spaces import Spaces
@@ -525,9 +525,9 @@ def build_animate_tab(
         try:
             return h.use_frame(got, k)
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         except OSError as e:  # a full disk
-            raise gr.Error(shown_files_error(e, "the frame")["error"]) from None
+            raise user_error(shown_files_error(e, "the frame")["error"]) from None
 
     use_first.click(use_frame, [taken, frame_k], image)
     use_last.click(use_frame, [taken, frame_k], last_image)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .compare import CSS, JS, compare_html
+from .events import user_error
 from .history import History
 from .history_tab import results_picker
 from .spaces import Spaces
@@ -23,10 +24,10 @@ def compare(history: History, ids) -> tuple:
     """(switch to the tab, the picked ids, the board) for 2-4 result ids; a clear error otherwise."""
     ids = list(ids or [])
     if not 2 <= len(ids) <= 4:
-        raise gr.Error(f"Pick two to four results to compare (you picked {len(ids)}).")
+        raise user_error(f"Pick two to four results to compare (you picked {len(ids)}).")
     entries = [e for i in ids if (e := history.get(i)) is not None]
     if len(entries) < 2:
-        raise gr.Error("Some of those results were deleted; refresh and pick again.")
+        raise user_error("Some of those results were deleted; refresh and pick again.")
     return gr.Tabs(selected="compare"), ids, compare_html(entries)
 
 

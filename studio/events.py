@@ -7,6 +7,7 @@ import base64
 import errno
 import io
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from engine.requests import Progress, Result
 
 # What the upload boxes offer (any of them can be read by the engine; an image is one frame).
 VIDEO_TYPES = [".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v", ".png", ".jpg", ".jpeg", ".webp"]
+
+
+log = logging.getLogger("studio")
+
+
+def user_error(message: str) -> gr.Error:
+    """What a user is told when a request cannot be done: one line on the page and one line in
+    the terminal's log, not a traceback (it is not a fault of the studio's)."""
+    log.info("told the user: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 def session_key(request) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .events import user_error
 from .history import History
 from .spaces import Spaces
 
@@ -100,7 +101,7 @@ def build_history_tab(spaces: Spaces) -> HistoryTab:
     def delete_fn(entry_id, current_pick, request: gr.Request = None):
         history = history_of(request)
         if not entry_id or not history.delete(entry_id):
-            raise gr.Error("Nothing deleted: pick a result first.")
+            raise user_error("Nothing deleted: pick a result first.")
         ids = {i for _, i in choices(history)}
         return (
             None,

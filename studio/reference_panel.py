@@ -20,7 +20,7 @@ from engine.requests import RequestError
 from engine.video_io import VideoInputError, content_digest, write_png
 
 from .characters import CharacterNameError, CharacterStore
-from .events import VIDEO_TYPES, shown_files_error
+from .events import VIDEO_TYPES, shown_files_error, user_error
 from .frames import FrameTaking
 from .handler import shown_once
 from .spaces import Spaces
@@ -258,9 +258,9 @@ def build_reference_panel(h: References, spaces: Spaces, has: bool) -> Reference
         try:
             return h.use_frame(got, k), None
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         except OSError as e:  # a full disk
-            raise gr.Error(shown_files_error(e, "the frame")["error"]) from None
+            raise user_error(shown_files_error(e, "the frame")["error"]) from None
 
     use.click(on_use, [taken, frame_k], [reference, named])
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import gradio as gr
 
+from .events import user_error
+
 
 @dataclass
 class Target:
@@ -56,10 +58,10 @@ class SendTo:
 
         def send(name, path, *current):
             if not path:
-                raise gr.Error("Nothing to send yet: generate or pick a result first.")
+                raise user_error("Nothing to send yet: generate or pick a result first.")
             target = next((t for t in self.targets if t.name == name), None)
             if target is None:
-                raise gr.Error(f"Pick where to send it: {', '.join(self.names())}.")
+                raise user_error(f"Pick where to send it: {', '.join(self.names())}.")
             values = [
                 t.convert(path, cur) if t is target else gr.skip() for t, cur in zip(self.targets, current, strict=True)
             ]

@@ -863,3 +863,14 @@ def test_compare_with_previous_after_a_reload_takes_the_last_two_from_history(tm
     second = eng.generate(T2VRequest(prompt="a red circle moving left", frames=1, steps=1, seed=2))
     _, ids, board = compare_previous.fn(None, None)  # what a reloaded page sends
     assert ids == [first.path.stem, second.path.stem] and board.count("<img") == 2
+
+
+def test_a_message_to_the_user_is_one_log_line_not_a_traceback(caplog):
+    from studio.events import user_error
+
+    with caplog.at_level("INFO", logger="studio"):
+        err = user_error("Make two results first; then they can be compared.")
+    assert isinstance(err, gr.Error) and err.print_exception is False  # Gradio prints no traceback
+    assert [r.getMessage() for r in caplog.records] == [
+        "told the user: Make two results first; then they can be compared."
+    ]
