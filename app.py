@@ -13,6 +13,7 @@ outputs/users/ and sees only their own results and characters.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # The studio's own lines (what users were told) in the terminal, one each; other libraries'
+    # INFO chatter (every HTTP request) stays off.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s studio: %(message)s", "%H:%M:%S"))
+    logging.getLogger("studio").addHandler(handler)
+    logging.getLogger("studio").setLevel(logging.INFO)
     try:
         auth = read_auth(args.auth, args.auth_file)
     except ValueError as e:
