@@ -137,6 +137,16 @@ def load_component(path: str | Path, cls, cfg_cls, device: torch.device | str = 
     return load_weights(path, cls(cfg)).to(device).eval().requires_grad_(False)
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short content hash of weights by name (sorted) and value as float32 bytes: a model's identity
+    whatever dtype or device it runs in, where there is no checkpoint folder to hash."""
+    h = hashlib.sha256()
+    for k, v in sorted(state.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def file_digest(path: str | Path, files: tuple[str, ...] = ("config.json", "model.safetensors")) -> str:
     """Short content hash of a checkpoint folder (of `files` in it; a LoRA's weights are
     adapter.safetensors): its identity in cache keys and metadata."""

@@ -81,10 +81,10 @@ class MergedAdapters:
 
     def base_digest(self) -> str:
         """The base weights' digest, as adapters record theirs (computed once, when first needed)."""
-        from .train.lora import weights_digest
+        from .train.lora import base_digest
 
         if self._base_digest is None:
-            self._base_digest = weights_digest(self.base)
+            self._base_digest = base_digest(self.base)
         return self._base_digest
 
     def get(self, adapter: Adapter, scale: float) -> Generator:

@@ -21,7 +21,7 @@ from engine.models.transformer import DiT
 from engine.precision import keep_in_bf16
 from engine.requests import Error, RequestError, Result
 from engine.tasks import T2VRequest
-from engine.train.lora import LoraConfig, LoraError, add_lora, load_lora, save_lora, weights_digest
+from engine.train.lora import LoraConfig, LoraError, add_lora, base_digest, load_lora, save_lora
 from engine.train.recipe import PRESETS
 
 CFG = LoraConfig(rank=4, alpha=4.0)
@@ -129,7 +129,7 @@ def test_the_saved_file_holds_the_adapter_alone(tmp_path):
     assert state["blocks.0.attn.kv.lora_B.weight"].shape == (64, 4)
     record = json.loads((folder / "config.json").read_text())
     assert record["kind"] == "lora" and record["config"]["rank"] == 4 and record["config"]["targets"][0] == "attn.q"
-    assert record["base"] == weights_digest(base) and record["steps"] == 5 and record["prompts"] == 12
+    assert record["base"] == base_digest(base) and record["steps"] == 5 and record["prompts"] == 12
 
 
 def test_an_adapter_for_the_shipped_model_is_a_few_mb(tmp_path):

@@ -44,6 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from ..atomic import write_atomic
+from ..checkpoint import weights_digest
 from ..models.tae import TAE
 from ..models.text import HFTextEncoder, TextConditioner, WordEncoder
 from ..video_io import VideoLimits, fit_size
@@ -108,16 +109,6 @@ class EncodeReport:
             lines.append(f"{len(self.problems)} skipped:")
             lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """Short hash of a module's weights (names and values): a model's identity when its folder is
-    not known. Values as float32 bytes, so the digest does not depend on the dtype it runs in."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().float().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def text_length(encoder: torch.nn.Module) -> int:
@@ -335,7 +326,10 @@ def encode_footage(
     down = tae.cfg.spatial_down
     if cfg.buckets.multiple % down:
         raise ValueError(f"bucket sides must be multiples of the TAE's {down}; multiple is {cfg.buckets.multiple}")
-    ids = {"tae": tae_id or weights_digest(tae), "text": text_id or weights_digest(text.encoders)}
+    ids = {
+        "tae": tae_id or weights_digest(tae.state_dict()),
+        "text": text_id or weights_digest(text.encoders.state_dict()),
+    }
     key = _run_key(footage, ids, cfg, world, text)
     index_path = out / INDEX
     if index_path.is_file() and json.loads(index_path.read_text()).get("key") != key:

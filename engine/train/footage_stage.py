@@ -27,8 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoint import config_from_dict, file_digest, load_component, read_config, save_component
-from ..data.encode import weights_digest
+from ..checkpoint import config_from_dict, file_digest, load_component, read_config, save_component, weights_digest
 from ..data.shards import BucketBatchSampler, LatentShards, collate
 from ..models.generator import Generator, GeneratorConfig
 from ..models.tae import TAE, TAEConfig
@@ -222,7 +221,7 @@ def latents_text(data: LatentShards) -> TextConfig | None:
 
 
 def _tae_weights(folder: Path) -> str:
-    return weights_digest(load_component(folder / "tae", TAE, TAEConfig))
+    return weights_digest(load_component(folder / "tae", TAE, TAEConfig).state_dict())
 
 
 def check_data(data: LatentShards, cfg: FootageTrainConfig) -> None:

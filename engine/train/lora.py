@@ -15,7 +15,6 @@ everything the training loop and the engine call on it keep working unchanged.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import torch
 from peft.tuners.lora import LoraLayer, LoraModel
 from safetensors.torch import load_file, save_file
 
+from ..checkpoint import weights_digest
 from ..models.generator import Generator
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -85,18 +85,13 @@ def adapter_state(generator: Generator) -> dict[str, torch.Tensor]:
     return peft.get_peft_model_state_dict(generator.dit, adapter_name=ADAPTER_NAME)
 
 
-def weights_digest(generator: Generator) -> str:
-    """Content hash of the base weights of a generator's transformer (adapters left out), in fp32
-    whatever their dtype or device: what an adapter records as the base it was trained on, compared
+def base_digest(generator: Generator) -> str:
+    """Content hash of the base weights of a generator's transformer (adapters left out, a layer
+    with one named as its base): what an adapter records as the base it was trained on, compared
     when it is used. The text encoders are left out: adapters do not touch them, and an extra
     encoder can be gigabytes."""
-    h = hashlib.sha256()
-    for name, value in sorted(generator.dit.state_dict().items()):
-        if "lora_" in name:
-            continue
-        h.update(name.replace("base_layer.", "").encode())  # a layer with an adapter names its base this way
-        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    state = generator.dit.state_dict()
+    return weights_digest({k.replace("base_layer.", ""): v for k, v in state.items() if "lora_" not in k})
 
 
 def save_lora(model: Generator, folder: str | Path, cfg: LoraConfig, meta: dict | None = None) -> Path:
@@ -108,7 +103,7 @@ def save_lora(model: Generator, folder: str | Path, cfg: LoraConfig, meta: dict 
         raise LoraError("This generator holds no adapter to save: add one with add_lora first.")
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in adapter_state(model).items()}
     save_file(state, str(folder / ADAPTER_FILE))
-    record = {"kind": "lora", "config": asdict(cfg), "base": weights_digest(model)} | (meta or {})
+    record = {"kind": "lora", "config": asdict(cfg), "base": base_digest(model)} | (meta or {})
     (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return folder
 
