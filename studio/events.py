@@ -95,7 +95,8 @@ def live_preview(elem_id: str) -> gr.HTML:
     """The box a tab's preview streams into, every step. HTML with the image inline: an image
     component would have Gradio write a file per step into its temporary folder (50 a default job)."""
     return gr.HTML(
-        '<div class="live-preview-empty">The preview shows here while a job runs.</div>',
+        # Below the box's label, which Gradio draws over the top of its content.
+        '<div class="live-preview-empty" style="padding-top:1.8em">The preview shows here while a job runs.</div>',
         label="Live preview (latent → RGB, every step)",
         show_label=True,
         container=True,  # the labelled box the image preview had
@@ -110,7 +111,7 @@ def preview_html(strip: np.ndarray, height: int = 160) -> str:
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return (
         f'<img src="data:image/png;base64,{data}" alt="preview" '
-        f'style="max-height:{height}px; max-width:100%; display:block; margin:auto">'
+        f'style="max-height:{height}px; max-width:100%; display:block; margin:1.8em auto 0">'
     )
 
 

@@ -144,7 +144,7 @@ def build_reference_panel(h: References, spaces: Spaces, has: bool) -> Reference
             )
             picture = gr.Image(label="Your picture", interactive=False, height=120, format="png", elem_id="pt-picture")
         prepared = gr.Image(
-            label="What the model sees (64x64)",
+            label="Model's view (64x64)",  # short: the box's buttons cover a longer label
             interactive=False,
             height=220,
             format="png",
